@@ -1,0 +1,21 @@
+# The two commands of the README. Each sets up .venv on a fresh machine, then does its job.
+PYTHON  ?= python3
+VENV    ?= .venv
+PROFILE ?= laptop
+BIN     := $(VENV)/bin
+
+.PHONY: install reproduce test
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py settings.ini pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -e ".[dev]"
+	touch $@
+
+reproduce: install
+	$(BIN)/asintrovae-reproduce --profile $(PROFILE)
+
+test: install
+	OMP_NUM_THREADS=1 MPLBACKEND=Agg PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest

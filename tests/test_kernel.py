@@ -1,0 +1,93 @@
+"""Unit tests of asintrovae.kernel beyond the notebook's own checks: the public API as a user calls it."""
+import math
+
+import pytest
+import torch
+
+from asintrovae.kernel import LOG_KERNELS, as_distance, as_distance_logvar, log_as_distance
+
+
+def _batches(seed=0, n=32, d=4, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(n, d, generator=g, dtype=dtype), torch.rand(n, d, generator=g, dtype=dtype) + 0.1,
+            torch.randn(n, d, generator=g, dtype=dtype) + 1, torch.rand(n, d, generator=g, dtype=dtype) + 0.1)
+
+
+@pytest.mark.parametrize('kernel', list(LOG_KERNELS))
+def test_distance_properties(kernel):
+    mu_r, var_r, mu_g, var_g = _batches(dtype=torch.float64)
+    d = as_distance(mu_r, var_r, mu_g, var_g, kernel=kernel)
+    assert d > 0
+    assert as_distance(mu_r, var_r, mu_r, var_r, kernel=kernel).abs() < 1e-12
+    # symmetric in its two batches
+    assert torch.isclose(d, as_distance(mu_g, var_g, mu_r, var_r, kernel=kernel), rtol=1e-12)
+    # invariant to the order of the batch
+    perm = torch.randperm(32)
+    assert torch.isclose(d, as_distance(mu_r[perm], var_r[perm], mu_g, var_g, kernel=kernel), rtol=1e-10)
+
+
+def test_paper_kernel_closed_form_1d():
+    "One posterior per batch in 1-D: D = k(r,r) + k(g,g) - 2k(r,g) with k the Gaussian density formula."
+    mr, vr, mg, vg = 0.3, 0.5, -0.4, 0.2
+    k = lambda m1, v1, m2, v2: math.exp(-(m1 - m2)**2/(2*(v1 + v2)))/math.sqrt(2*math.pi*(v1 + v2))
+    expected = k(mr, vr, mr, vr) + k(mg, vg, mg, vg) - 2*k(mr, vr, mg, vg)
+    t = lambda x: torch.tensor([[x]], dtype=torch.float64)
+    assert math.isclose(as_distance(t(mr), t(vr), t(mg), t(vg)).item(), expected, rel_tol=1e-12)
+
+
+def test_sum_reduction_scales_by_pairs():
+    mu_r, var_r, mu_g, var_g = _batches(dtype=torch.float64)
+    mean = as_distance(mu_r, var_r, mu_g, var_g, kernel='official')
+    total = as_distance(mu_r, var_r, mu_g, var_g, kernel='official', reduction='sum')
+    assert torch.isclose(total, mean*32*32, rtol=1e-10)
+
+
+def test_squash_matches_manual_tanh():
+    mu_r, var_r, mu_g, var_g = _batches(dtype=torch.float64)
+    lr, lg = var_r.log(), var_g.log()
+    a = as_distance_logvar(mu_r, lr, mu_g, lg, kernel='official', squash=True)
+    b = as_distance_logvar(mu_r.tanh(), lr.tanh(), mu_g.tanh(), lg.tanh(), kernel='official')
+    assert torch.isclose(a, b, rtol=1e-12)
+
+
+def test_blocked_path_equals_direct_path():
+    "Large batches go through checkpointed row blocks; value and gradient equal the small-batch path."
+    import asintrovae.kernel as K
+    mu_r, var_r, mu_g, var_g = _batches(n=64, d=8, dtype=torch.float64)
+    lr, lg = var_r.log(), var_g.log()
+    def value_and_grad(max_elems):
+        old = K._blocked.__defaults__
+        K._blocked.__defaults__ = (max_elems,)
+        try:
+            m = mu_g.clone().requires_grad_()
+            d = as_distance_logvar(mu_r, lr, m, lg, kernel='paper')
+            d.backward()
+            return d.detach(), m.grad
+        finally: K._blocked.__defaults__ = old
+    d_full, g_full = value_and_grad(2**24)
+    d_blk, g_blk = value_and_grad(64*8*5)        # 5 rows per block
+    assert torch.allclose(d_full, d_blk, rtol=1e-12) and torch.allclose(g_full, g_blk, rtol=1e-10)
+
+
+def test_log_distance_survives_where_distance_underflows():
+    mu_r, _, mu_g, _ = (t.repeat(1, 64) for t in _batches(d=2))
+    lv = torch.zeros_like(mu_r)
+    assert as_distance_logvar(mu_r, lv, mu_g, lv) == 0            # float32 underflow at d = 128
+    ld = log_as_distance(mu_r, lv, mu_g, lv)
+    assert torch.isfinite(ld) and ld < -87                      # below float32's exp range, still finite
+    ld64 = log_as_distance(mu_r.double(), lv.double(), mu_g.double(), lv.double())
+    assert torch.isclose(ld.double(), ld64, rtol=1e-4)
+
+
+def test_unknown_kernel_message():
+    mu_r, var_r, mu_g, var_g = _batches()
+    with pytest.raises(ValueError, match="kernel='gauss'.*paper"):
+        as_distance(mu_r, var_r, mu_g, var_g, kernel='gauss')
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+def test_cuda_matches_cpu():
+    mu_r, var_r, mu_g, var_g = _batches(dtype=torch.float64)
+    cpu = as_distance(mu_r, var_r, mu_g, var_g, kernel='marginal')
+    gpu = as_distance(*(t.cuda() for t in (mu_r, var_r, mu_g, var_g)), kernel='marginal')
+    assert torch.isclose(cpu, gpu.cpu(), rtol=1e-10)
