@@ -14,51 +14,53 @@ from torch.utils.checkpoint import checkpoint
 
 # %% ../nbs/00_kernel.ipynb #c006
 def _pair_stats(mu1, logvar1, mu2, logvar2):
-    "Pairwise squared mean differences and summed variances: [n1, d] x [n2, d] -> two [n1, n2, d] tensors."
-    diff2 = (mu1[:, None, :] - mu2[None, :, :]).square()
-    var_sum = logvar1.exp()[:, None, :] + logvar2.exp()[None, :, :]
+    "Pairwise squared mean differences and summed variances: [..., n1, d] x [..., n2, d] -> two [..., n1, n2, d]."
+    diff2 = (mu1.unsqueeze(-2) - mu2.unsqueeze(-3)).square()
+    var_sum = logvar1.exp().unsqueeze(-2) + logvar2.exp().unsqueeze(-3)
     return diff2, var_sum
 
+def _half_log_prod(logvar1, logvar2):
+    "log(sigma_i sigma_j) for every pair: [..., n1, d] x [..., n2, d] -> [..., n1, n2, d]."
+    return 0.5*(logvar1.unsqueeze(-2) + logvar2.unsqueeze(-3))
+
 def log_kernel_paper(mu1, logvar1, mu2, logvar2):
-    "log k(i,j) of Eq. 8 (with its exp): the log density N(mu_i; mu_j, diag(var_i+var_j)). [n1,d],[n2,d] -> [n1,n2]."
+    "log k(i,j) of Eq. 8 (with its exp): the log density N(mu_i; mu_j, diag(var_i+var_j)). [...,n1,d],[...,n2,d] -> [...,n1,n2]."
     diff2, s = _pair_stats(mu1, logvar1, mu2, logvar2)
     return -0.5*(torch.log(2*math.pi*s) + diff2/s).sum(-1)
 
 # %% ../nbs/00_kernel.ipynb #c012
 def _blocked(log_kernel, mu1, logvar1, mu2, logvar2, max_elems=2**24):
     "Apply `log_kernel` to row blocks of the first batch so no [n1, n2, d] temporary exceeds `max_elems` elements."
-    n1, n2, d = mu1.shape[0], mu2.shape[0], mu1.shape[1]
-    rows = max(1, max_elems // max(1, n2*d))
+    n1, per_row = mu1.shape[-2], mu2.shape[:-1].numel()*mu1.shape[-1]    # elements of one row of pairs
+    rows = max(1, max_elems // max(1, per_row))
     if rows >= n1: return log_kernel(mu1, logvar1, mu2, logvar2)
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (mu1, logvar1, mu2, logvar2))
-    def block(i): 
-        args = (mu1[i:i+rows], logvar1[i:i+rows], mu2, logvar2)
+    def block(i):
+        args = (mu1[..., i:i+rows, :], logvar1[..., i:i+rows, :], mu2, logvar2)
         return checkpoint(log_kernel, *args, use_reentrant=False) if needs_grad else log_kernel(*args)
-    return torch.cat([block(i) for i in range(0, n1, rows)])
+    return torch.cat([block(i) for i in range(0, n1, rows)], dim=-2)
 
 def log_mean_kernel(mu1, logvar1, mu2, logvar2, log_kernel=log_kernel_paper, reduction='mean'):
-    "log of the mean (or sum) of k over all pairs of two batches: [n1,d],[n2,d] -> scalar."
+    "log of the mean (or sum) of k over all pairs of two batches: [..., n1, d], [..., n2, d] -> [...]."
     logk = _blocked(log_kernel, mu1, logvar1, mu2, logvar2)
-    lse = torch.logsumexp(logk.flatten(), 0)
-    return lse - math.log(logk.numel()) if reduction == 'mean' else lse
+    lse = torch.logsumexp(logk.flatten(-2), -1)
+    return lse - math.log(logk.shape[-2]*logk.shape[-1]) if reduction == 'mean' else lse
 
 # %% ../nbs/00_kernel.ipynb #c014
 def log_kernel_official(mu1, logvar1, mu2, logvar2):
-    "log of the official code's kernel: sum over dims of exp(-diff^2/(2s))/sqrt(s), s = var_i+var_j. -> [n1,n2]"
+    "log of the official code's kernel: sum over dims of exp(-diff^2/(2s))/sqrt(s), s = var_i+var_j. -> [...,n1,n2]"
     diff2, s = _pair_stats(mu1, logvar1, mu2, logvar2)
     return torch.logsumexp(-0.5*(diff2/s + s.log()), -1)
 
 def log_kernel_cosine(mu1, logvar1, mu2, logvar2):
-    "log of Eq. 8 normalised by its diagonal, k(i,j)/sqrt(k(i,i)k(j,j)), in [-inf, 0]. -> [n1,n2]"
+    "log of Eq. 8 normalised by its diagonal, k(i,j)/sqrt(k(i,i)k(j,j)), in [-inf, 0]. -> [...,n1,n2]"
     diff2, s = _pair_stats(mu1, logvar1, mu2, logvar2)
-    half_log_prod = 0.5*(logvar1[:, None, :] + logvar2[None, :, :])    # log(sigma_i sigma_j)
-    return -0.5*(s.log() - math.log(2) - half_log_prod + diff2/s).sum(-1)
+    return -0.5*(s.log() - math.log(2) - _half_log_prod(logvar1, logvar2) + diff2/s).sum(-1)
 
 def log_kernel_marginal(mu1, logvar1, mu2, logvar2):
-    "log of the dimension-average of per-dimension normalised kernels, in [-inf, 0]. -> [n1,n2]"
+    "log of the dimension-average of per-dimension normalised kernels, in [-inf, 0]. -> [...,n1,n2]"
     diff2, s = _pair_stats(mu1, logvar1, mu2, logvar2)
-    half_log_prod = 0.5*(logvar1[:, None, :] + logvar2[None, :, :])
-    per_dim = -0.5*(s.log() - math.log(2) - half_log_prod + diff2/s)
+    per_dim = -0.5*(s.log() - math.log(2) - _half_log_prod(logvar1, logvar2) + diff2/s)
     return torch.logsumexp(per_dim, -1) - math.log(mu1.shape[-1])
 
 LOG_KERNELS = {'paper': log_kernel_paper, 'official': log_kernel_official,
@@ -79,18 +81,18 @@ def _as_log_terms(mu_r, logvar_r, mu_g, logvar_g, kernel, squash, reduction):
     return a, b, c, torch.maximum(torch.maximum(a, b), c).detach()
 
 def as_distance_logvar(mu_r, logvar_r, mu_g, logvar_g, kernel='paper', squash=False, reduction='mean'):
-    """AS distance of Eq. 7 between two batches of diagonal Gaussians given as (mu, logvar), each [B, d] -> scalar.
+    """AS distance of Eq. 7 between two batches of diagonal Gaussians given as (mu, logvar), each [..., B, d] -> [...].
     kernel: 'paper' (Eq. 8, default) | 'official' | 'cosine' | 'marginal'; squash: tanh on mu and logvar first
     (official code); reduction: 'mean' over pairs (Eq. 7) or 'sum' (official code's encoder loss)."""
     a, b, c, m = _as_log_terms(mu_r, logvar_r, mu_g, logvar_g, kernel, squash, reduction)
     return m.exp()*((a - m).exp() + (b - m).exp() - 2*(c - m).exp())
 
 def as_distance(mu_r, var_r, mu_g, var_g, kernel='paper', squash=False, reduction='mean'):
-    "AS distance of Eq. 7 from means and variances, each [B, d] -> scalar; see `as_distance_logvar` for the options."
+    "AS distance of Eq. 7 from means and variances, each [..., B, d] -> [...]; see `as_distance_logvar` for the options."
     return as_distance_logvar(mu_r, var_r.log(), mu_g, var_g.log(), kernel, squash, reduction)
 
 def log_as_distance(mu_r, logvar_r, mu_g, logvar_g, kernel='paper', squash=False, reduction='mean'):
-    "log D of Eq. 7, finite whenever D > 0 however small D is ([B, d] inputs as `as_distance_logvar`) -> scalar."
+    "log D of Eq. 7, finite whenever D > 0 however small D is ([..., B, d] inputs as `as_distance_logvar`) -> [...]."
     a, b, c, m = _as_log_terms(mu_r, logvar_r, mu_g, logvar_g, kernel, squash, reduction)
     return m + torch.log((a - m).exp() + (b - m).exp() - 2*(c - m).exp())
 
