@@ -82,10 +82,12 @@ class SoftIntroVAELoss:
         "The divergence of each fake kind's posteriors (dicts by 'fake'/'rec'); here: their KL to the prior. -> [..., B] each"
         return kls
 
-    def fake_penalty(self, s, recs, divs):
+    def fake_penalty(self, s, recs, divs, logs):
         "The encoder's term for the fakes (Eq. 4): 1/4 sum over kinds of E[exp(-2 s (beta_rec rec + beta_neg div))]. -> [...]"
         b = self.betas
-        return 0.25*sum(mean_exp(-2*s*(b.beta_rec*recs[k] + b.beta_neg*divs[k])) for k in recs)
+        exp_elbos = {k: mean_exp(-2*s*(b.beta_rec*recs[k] + b.beta_neg*divs[k])) for k in recs}
+        logs.update({f'exp_elbo_{k}': v.detach() for k, v in exp_elbos.items()})
+        return 0.25*sum(exp_elbos.values())
 
     def _fakes_terms(self, model, fakes, real_posterior, it, logs, detach_input):
         "Re-encode each fake batch: reconstruction errors of their re-decodings and divergences, dicts of [..., B]."
@@ -107,7 +109,7 @@ class SoftIntroVAELoss:
         logs = dict(rec=_bmean(rec).detach(), kl_real=_bmean(kl).detach(), elbo_real=_bmean(rec + kl).detach())
         fakes = dict(fake=model.decode(noise), rec=x_hat)
         recs, divs = self._fakes_terms(model, fakes, (mu, logvar), it, logs, detach_input=True)
-        loss = s*_bmean(b.beta_rec*rec + b.beta_kl*kl) + self.fake_penalty(s, recs, divs)
+        loss = s*_bmean(b.beta_rec*rec + b.beta_kl*kl) + self.fake_penalty(s, recs, divs, logs)
         return loss, logs, dict(z=z.detach(), mu=mu.detach(), logvar=logvar.detach())
 
     def decoder_loss(self, model, x, noise, it, cache):
@@ -127,9 +129,11 @@ class IntroVAELoss(SoftIntroVAELoss):
     def __init__(self, betas, margin=10.0):
         super().__init__(betas); self.margin = margin
 
-    def fake_penalty(self, s, recs, divs):
+    def fake_penalty(self, s, recs, divs, logs):
         "s beta_neg / 2 * sum over kinds of E[max(m - KL, 0)] (Eq. 3). -> [...]"
-        return 0.5*s*sum(_bmean(self.betas.beta_neg*F.relu(self.margin - divs[k])) for k in divs)
+        hinges = {k: F.relu(self.margin - divs[k]) for k in divs}
+        logs.update({f'hinge_{k}': _bmean(h).detach() for k, h in hinges.items()})
+        return 0.5*s*sum(_bmean(self.betas.beta_neg*h) for h in hinges.values())
 
 # %% ../nbs/04_losses.ipynb #c020
 from .kernel import as_distance_logvar
