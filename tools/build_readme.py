@@ -2,6 +2,7 @@
 
 Usage: python tools/build_readme.py [--check]   (--check: exit 1 if README.md is out of date)
 """
+import re
 import sys
 from pathlib import Path
 
@@ -10,6 +11,17 @@ from nbconvert import MarkdownExporter
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = '<!-- Generated from nbs/index.ipynb by tools/build_readme.py: edit the notebook, not this file. -->\n\n'
+
+
+INCLUDE = re.compile(r'^<!-- include: (\S+) -->$', re.M)
+
+
+def include_results(text):
+    "Replace each `<!-- include: figures/x.md -->` line by that file (results are built from runs, never typed in)."
+    def sub(m):
+        f = ROOT/m.group(1)
+        return f.read_text().strip() if f.exists() else f'*({m.group(1)} not produced yet: run `make reproduce`.)*'
+    return INCLUDE.sub(sub, text)
 
 
 def render_readme(nb_path=ROOT/'nbs'/'index.ipynb'):
@@ -26,7 +38,7 @@ def render_readme(nb_path=ROOT/'nbs'/'index.ipynb'):
         keep.append(cell)
     nb.cells = keep
     body, _ = MarkdownExporter().from_notebook_node(nb)
-    return HEADER + body.strip() + '\n'
+    return HEADER + include_results(body.strip()) + '\n'
 
 
 if __name__ == '__main__':

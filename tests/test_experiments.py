@@ -1,0 +1,39 @@
+"""Every experiment notebook under nbs/experiments runs through the papermill driver at its smoke profile."""
+from pathlib import Path
+
+import pytest
+
+from asintrovae.reproduce import EXPERIMENTS, run_experiment
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILED = [name for name, e in EXPERIMENTS.items() if e.takes_profile]
+
+
+def test_every_experiment_notebook_is_registered():
+    on_disk = {p.relative_to(ROOT/'nbs').as_posix() for p in (ROOT/'nbs'/'experiments').glob('*.ipynb')}
+    registered = {e.notebook for e in EXPERIMENTS.values()}
+    assert on_disk <= registered, f'experiment notebooks the driver does not know: {on_disk - registered}'
+
+
+@pytest.mark.parametrize('name', PROFILED)
+def test_experiment_runs_at_smoke_profile(name, tmp_path):
+    m = run_experiment(name, profile='smoke', out=tmp_path/'runs', fig_dir=tmp_path/'figures')
+    assert m['status'] == 'ok', f"{name} failed at the smoke profile: {m.get('error')} (executed notebook in {tmp_path/'runs'})"
+    assert any((tmp_path/'figures').iterdir()), f'{name} wrote no figures'
+    again = run_experiment(name, profile='smoke', out=tmp_path/'runs', fig_dir=tmp_path/'figures')
+    assert again.get('skipped'), 'a finished run must not be redone'
+
+
+def test_failing_experiment_is_reported_with_its_cell(tmp_path, monkeypatch):
+    "A notebook that fails is reported with the failing cell, and the driver does not raise."
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+    import asintrovae.reproduce as R
+    nb = new_notebook(cells=[new_code_cell('fig_dir = None', metadata={'tags': ['parameters']}),
+                             new_code_cell('x = 1'), new_code_cell('raise ValueError("broken on purpose")')],
+                      metadata={'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}})
+    (tmp_path/'nbs').mkdir()
+    nbformat.write(nb, tmp_path/'nbs'/'broken.ipynb')
+    monkeypatch.setattr(R, 'project_root', lambda: tmp_path)
+    m = R.run_experiment(R.Experiment('broken', 'broken.ipynb'), 'smoke', out=tmp_path/'runs', fig_dir=tmp_path/'f')
+    assert m['status'] == 'failed' and 'ValueError' in m['error'] and 'broken on purpose' in m['error']

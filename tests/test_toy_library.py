@@ -1,0 +1,131 @@
+"""Unit tests of the toy library parts: data, models, losses, trainer and metrics."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from asintrovae.data import TOY_SETS, sample_toy, toy_range
+from asintrovae.losses import Betas, make_loss, kl_to_prior, mean_exp
+from asintrovae.metrics import toy_kl_jsd, toy_noise_floor
+from asintrovae.models import toy_vae
+from asintrovae.train import CheckpointError, NonFiniteLossError, ToyBatches, Trainer, TrainConfig
+
+METHODS = ['vae', 'introvae', 's-introvae', 'as-introvae', 'as-introvae-marginal']
+
+
+@pytest.mark.parametrize('name', TOY_SETS)
+def test_toy_sets_on_window_and_seeded(name):
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    a, b = sample_toy(name, 1000, g1), sample_toy(name, 1000, g2)
+    assert torch.equal(a, b) and a.shape == (1000, 2) and a.abs().max() < toy_range(name)
+
+
+def _fixed_batch_descent(method):
+    "Train each network on its own loss for a fixed batch and fixed noise; return (first, last) per step kind."
+    torch.manual_seed(0)
+    model = toy_vae(members=2, hidden=32)
+    x, noise = sample_toy('8gaussians', 256, torch.Generator().manual_seed(1)).view(2, 128, 2), torch.randn(2, 128, 2)
+    loss = make_loss(method, Betas.stacked([(0.3, 0.2, 0.9), (0.5, 0.1, 0.9)]), total_iterations=1000)
+    out = []
+    def run(fn, params):
+        opt = torch.optim.Adam(params, lr=2e-3)
+        vals = []
+        for _ in range(40):
+            torch.manual_seed(5)
+            v = fn().sum(); vals.append(v.item())
+            opt.zero_grad(); v.backward(); opt.step()
+        return vals[0], vals[-1]
+    enc, dec = list(model.encoder.parameters()), list(model.decoder.parameters())
+    if loss.joint: return [run(lambda: loss.joint_loss(model, x, noise, 10)[0], enc + dec)]
+    for p in dec: p.requires_grad_(False)
+    out.append(run(lambda: loss.encoder_loss(model, x, noise, 10)[0], enc))
+    for p in dec: p.requires_grad_(True)
+    for p in enc: p.requires_grad_(False)
+    torch.manual_seed(5); cache = loss.encoder_loss(model, x, noise, 10)[2]
+    out.append(run(lambda: loss.decoder_loss(model, x, noise, 10, cache)[0], dec))
+    return out
+
+
+@pytest.mark.parametrize('method', METHODS)
+def test_each_loss_decreases_on_a_fixed_batch(method):
+    for first, last in _fixed_batch_descent(method):
+        assert math.isfinite(last) and last < first
+
+
+def test_stacked_members_train_independently():
+    "Member 0's loss gives no gradient to member 1's parameters (the basis of training seeds together)."
+    model = toy_vae(members=2, hidden=16)
+    loss = make_loss('as-introvae', Betas(), 100)
+    x, noise = torch.randn(2, 32, 2), torch.randn(2, 32, 2)
+    for p in model.decoder.parameters(): p.requires_grad_(False)
+    l, _, _ = loss.encoder_loss(model, x, noise, 1)
+    l[0].backward()
+    assert all(p.grad[1].abs().sum() == 0 for p in model.encoder.parameters())
+
+
+def _trainer(ckpt=None, iterations=120, batches=None):
+    torch.manual_seed(0)
+    cfg = TrainConfig(iterations=iterations, warmup=20, milestones=(80,), log_every=20, checkpoint_every=60, progress=False)
+    return Trainer(toy_vae(members=2, hidden=32), make_loss('s-introvae', Betas.stacked([(0.3, 0.2, 0.9)]*2), iterations),
+                   batches or ToyBatches('8gaussians', 2, 64, seed=1), cfg, checkpoint=ckpt)
+
+
+def test_resume_continues_identically(tmp_path):
+    ref = _trainer(); ref.fit()
+    ck = tmp_path/'c.pt'
+    first = _trainer(ck)
+    # interrupt at iteration 90, after the checkpoint at 60; a fresh trainer in another random state resumes from it
+    class Stop(Exception): pass
+    class StopAt(ToyBatches):
+        def __init__(self): super().__init__('8gaussians', 2, 64, seed=1); self.n = 0
+        def next(self):
+            self.n += 1
+            if self.n > 90: raise Stop
+            return super().next()
+    first.batches = StopAt()
+    with pytest.raises(Stop): first.fit()
+    torch.manual_seed(77)
+    second = _trainer(ck, batches=ToyBatches('8gaussians', 2, 64, seed=5))
+    second.fit()
+    for k, v in ref.model.state_dict().items(): assert torch.equal(v, second.model.state_dict()[k]), k
+    assert ref.history['logs'] == second.history['logs']
+
+
+def test_nan_loss_stops_with_a_clear_error():
+    class NaNData(ToyBatches):
+        def next(self):
+            x = super().next(); x[0, 0, 0] = float('nan'); return x
+    t = _trainer(batches=NaNData('8gaussians', 2, 64))
+    with pytest.raises(NonFiniteLossError, match='NaN/inf at iteration 0'):
+        t.fit()
+
+
+def test_corrupt_checkpoint_is_named(tmp_path):
+    ck = tmp_path/'c.pt'; ck.write_bytes(b'\x00garbage')
+    with pytest.raises(CheckpointError, match='unreadable'):
+        _trainer(ck).fit()
+
+
+def test_toy_metric_matches_the_soft_introvae_definition():
+    "KL(real||fake) = sum p (log p - log(q + 1e-14)) / 100 over density histograms, by hand with numpy."
+    g = torch.Generator().manual_seed(0)
+    real, fake = sample_toy('rings', 5000, g), sample_toy('rings', 5000, g) * 1.1
+    p = np.histogram2d(*real.numpy().T, bins=100, range=[[-4, 4]]*2, density=True)[0]
+    q = np.histogram2d(*fake.numpy().T, bins=100, range=[[-4, 4]]*2, density=True)[0]
+    m = 0.5*(p + q)
+    kl = np.sum(np.where(p > 0, p*(np.log(np.where(p > 0, p, 1)) - np.log(q + 1e-14)), 0))/100
+    kl_m = lambda a: np.sum(np.where(m > 0, m*(np.log(np.where(m > 0, m, 1)) - np.log(a + 1e-14)), 0))/100
+    got = toy_kl_jsd(real, fake, 4.0)
+    assert math.isclose(got[0], kl, rel_tol=1e-9) and math.isclose(got[1], 0.5*(kl_m(p) + kl_m(q)), rel_tol=1e-9)
+
+
+def test_noise_floor_8gaussians_matches_design():
+    "DESIGN.md: two independent real samples of 8 Gaussians give about 0.7 KL and 0.3 JSD."
+    f = toy_noise_floor('8gaussians', pairs=5)
+    assert 0.4 < f['kl_mean'] < 0.9 and 0.2 < f['jsd_mean'] < 0.4
+
+
+def test_mean_exp_and_kl():
+    assert torch.allclose(mean_exp(torch.tensor([0., math.log(3.)])), torch.tensor(2.))
+    assert torch.allclose(kl_to_prior(torch.tensor([[1., 0.]]), torch.zeros(1, 2)), torch.tensor([0.5]))
