@@ -7,7 +7,7 @@ __all__ = ['METHODS', 'reparameterize', 'kl_to_prior', 'reconstruction_error', '
            'SoftIntroVAELoss', 'IntroVAELoss', 'as_weight', 'ASIntroVAELoss', 'make_loss']
 
 # %% ../nbs/04_losses.ipynb #c002
-import math
+import math, warnings
 from dataclasses import dataclass
 
 import torch
@@ -154,7 +154,7 @@ class ASIntroVAELoss(SoftIntroVAELoss):
         if pairs not in ('real-fake', 'rec-fake'): raise ValueError(f"pairs={pairs!r}: choose 'real-fake' or 'rec-fake'.")
         as_weight(0, 1, schedule)                                    # validates the schedule name
         self.total, self.kernel, self.schedule, self.squash, self.pairs = total_iterations, kernel, schedule, squash, pairs
-        self.log_grad = False                                        # the trainer switches this on at logging steps
+        self.log_grad, self._warned = False, False                   # the trainer switches log_grad on at logging steps
 
     def _distance(self, ref, post):
         return as_distance_logvar(*ref, *post, kernel=self.kernel, squash=self.squash)
@@ -169,6 +169,11 @@ class ASIntroVAELoss(SoftIntroVAELoss):
         if self.log_grad and mu_fake.requires_grad:
             g, = torch.autograd.grad(ds['fake'].sum(), mu_fake, retain_graph=True)
             logs['as_grad_norm'] = g.flatten(-2).norm(dim=-1).detach()
+            if not self._warned and bool((logs['as_grad_norm'] == 0).any()):   # a logging step: one sync is fine
+                self._warned = True
+                warnings.warn(f'AS-IntroVAE: the AS term (kernel={self.kernel!r}) has an exactly zero gradient at iteration {it} '
+                              f'(latent dimension {mu_fake.shape[-1]}); until c reaches 1 this trains as Soft-IntroVAE with a '
+                              "re-weighted KL. See the kernel chapter's scale problem; kernel='marginal' keeps a gradient.")
         return {k: c*kls[k] + (1 - c)*ds[k].unsqueeze(-1) for k in kls}
 
 # %% ../nbs/04_losses.ipynb #c027
