@@ -1,7 +1,7 @@
 """pytest collects every library notebook in nbs/ and runs it with nbdev's own runner (nbdev.test.test_nb).
 
 Cells flagged with a settings.ini `tst_flags` flag (slow, gpu) are skipped unless named with --nb-flags.
-Figures the notebooks write go to a temporary folder, never into the tracked figures/.
+Figures and image caches the notebooks write go to temporary folders, never into the tracked figures/ or ~/.cache.
 """
 import os
 from pathlib import Path
@@ -35,13 +35,15 @@ class NotebookItem(pytest.Item):
     def runtest(self):
         from nbdev.test import test_nb
         forced = self.config.getoption('--nb-flags').split()
-        fig_dir = self.config._tmp_path_factory.mktemp('figures')   # pytest's own tmp factory
-        old = os.environ.get('ASINTROVAE_FIGURES')
-        os.environ['ASINTROVAE_FIGURES'] = str(fig_dir)
+        tmp = self.config._tmp_path_factory                          # pytest's own tmp factory
+        env = {'ASINTROVAE_FIGURES': str(tmp.mktemp('figures')), 'ASINTROVAE_CACHE': str(tmp.mktemp('cache'))}
+        old = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
         try: ok, secs = test_nb(self.path, skip_flags=skip_flags(), force_flags=forced, showerr=True)
         finally:
-            if old is None: os.environ.pop('ASINTROVAE_FIGURES', None)
-            else: os.environ['ASINTROVAE_FIGURES'] = old
+            for k, v in old.items():
+                if v is None: os.environ.pop(k, None)
+                else: os.environ[k] = v
         if not ok: raise NotebookFailed(self.path.name)
 
     def repr_failure(self, excinfo):
