@@ -1,6 +1,6 @@
 """Project-level checks: the library is in sync with the notebooks, notebooks are clean, README matches index.ipynb,
 the settings are the nbdev 2 ones we rely on, and the slow/gpu flags really skip cells."""
-import filecmp, json, shutil, subprocess, sys
+import filecmp, json, os, shutil, subprocess, sys
 from pathlib import Path
 
 import nbformat
@@ -12,7 +12,9 @@ NBDEV_BIN = Path(sys.executable).parent
 
 
 def _run(args, cwd):
-    return subprocess.run(args, cwd=cwd, capture_output=True, text=True)
+    "Run a command; without IN_TEST, which nbdev's notebook runner sets in-process and which makes nbdev_export do nothing."
+    env = {k: v for k, v in os.environ.items() if k != 'IN_TEST'}
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, env=env)
 
 
 def _copy_project(tmp_path):
