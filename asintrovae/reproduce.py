@@ -71,7 +71,7 @@ def read_json(path):
 from .losses import Betas, make_loss
 from .models import toy_vae
 from .metrics import toy_metrics
-from .train import Trainer, TrainConfig, ToyBatches
+from .train import Trainer, TrainConfig, ToyBatches, config_with_defaults
 
 TOY_CONFIGS = {'C1': (0.3, 0.1, 0.9), 'C2': (0.5, 0.1, 0.9), 'C3': (0.7, 0.2, 0.9)}
 RECOMMENDED = {'vae': (0.05, 0.8, 0.0)}          # beta_neg is unused by the VAE
@@ -96,7 +96,9 @@ def run_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, de
     settings = json.loads(json.dumps(settings))             # tuples -> lists, as they come back from JSON
     manifest_path = run_dir/f'{method}.json'
     done = read_json(manifest_path)
-    if done and done.get('status') == 'done' and done.get('settings') == settings: return done
+    if done and done.get('status') == 'done':           # settings written before a TrainConfig field existed get its default
+        old = {**done['settings'], 'train': json.loads(json.dumps(config_with_defaults(done['settings']['train'])))}
+        if old == settings: return done
     torch.manual_seed(cfg.seed)                             # the same initial weights for every method
     model = toy_vae(members=len(members), hidden=hidden).to(device)
     betas = Betas.stacked([m['betas'] for m in members], device=device)
