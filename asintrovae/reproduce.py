@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['PROFILES', 'EXPERIMENTS', 'TOY_CONFIGS', 'RECOMMENDED', 'RECOMMENDED_DEFAULT', 'TOY_METHODS', 'Experiment',
            'git_revision', 'hardware', 'write_json', 'read_json', 'config_betas', 'toy_members', 'run_toy_method',
-           'run_experiment', 'reproduce', 'summary_table', 'main']
+           'without_flagged_cells', 'run_experiment', 'reproduce', 'summary_table', 'main']
 
 # %% ../nbs/07_reproduce.ipynb #c002
 import argparse, json, os, platform, subprocess, sys, time
@@ -124,6 +124,15 @@ def _failure(exc):
     name, value = getattr(exc, 'ename', type(exc).__name__), getattr(exc, 'evalue', str(exc))
     return (f'cell {cell}: ' if cell is not None else '') + f'{name}: {value}'.strip()
 
+def without_flagged_cells(nb_path, out_path, flags=('slow', 'gpu')):
+    "Copy a notebook leaving out code cells carrying an nbdev `#| slow` / `#| gpu` flag (as the tests skip them)."
+    import nbformat
+    nb = nbformat.read(nb_path, as_version=4)
+    flagged = lambda c: c.cell_type == 'code' and any(l.strip().replace(' ', '') in {f'#|{f}' for f in flags} for l in c.source.splitlines())
+    nb.cells = [c for c in nb.cells if not flagged(c)]
+    nbformat.write(nb, out_path)
+    return out_path
+
 def run_experiment(exp, profile='laptop', out='runs', fig_dir=None, device=None, force=False, progress=False):
     "Run experiment `exp` (an Experiment or its name) under `profile` with papermill; return its manifest."
     import papermill as pm
@@ -140,12 +149,16 @@ def run_experiment(exp, profile='laptop', out='runs', fig_dir=None, device=None,
     manifest = dict(experiment=exp.name, notebook=str(nb.relative_to(project_root())), profile=profile,
                     parameters=params, git=git_revision(), hardware=hardware(), started=time.strftime('%Y-%m-%d %H:%M:%S'))
     t0 = time.time()
+    source = nb                                         # below the paper profile, flagged cells are left out as in tests
+    if profile != 'paper': source = without_flagged_cells(nb, nb.parent/f'.{nb.stem}.{profile}.tmp.ipynb')
     try:
-        pm.execute_notebook(str(nb), str(run_dir/f'{exp.name}.ipynb'), parameters=params, kernel_name='python3',
+        pm.execute_notebook(str(source), str(run_dir/f'{exp.name}.ipynb'), parameters=params, kernel_name='python3',
                             cwd=str(nb.parent), progress_bar=progress, log_output=False)
         manifest.update(status='ok')
     except Exception as e:          # papermill's own error carries the failing cell; anything else is reported as is
         manifest.update(status='failed', error=_failure(e))
+    finally:
+        if source != nb: source.unlink(missing_ok=True)
     manifest['wall_seconds'] = round(time.time() - t0, 1)
     write_json(manifest_path, manifest)
     return manifest
