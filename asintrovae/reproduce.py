@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['PROFILES', 'EXPERIMENTS', 'TOY_CONFIGS', 'RECOMMENDED', 'RECOMMENDED_DEFAULT', 'TOY_METHODS', 'Experiment',
-           'git_revision', 'hardware', 'write_json', 'read_json', 'config_betas', 'toy_members', 'run_toy_method',
-           'without_flagged_cells', 'run_experiment', 'reproduce', 'summary_table', 'main']
+           'git_revision', 'launch_revision', 'hardware', 'write_json', 'read_json', 'config_betas', 'toy_members',
+           'run_toy_method', 'without_flagged_cells', 'run_experiment', 'reproduce', 'summary_table', 'main']
 
 # %% ../nbs/07_reproduce.ipynb #c002
 import argparse, json, os, platform, subprocess, sys, time
@@ -48,6 +48,12 @@ def git_revision(root=None):
         dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=root, capture_output=True, text=True).stdout.strip()
         return rev + ('-dirty' if dirty else '')
     except (OSError, subprocess.CalledProcessError): return 'unknown'
+
+_LAUNCH_REVISION = []
+def launch_revision():
+    "The git revision when this process first asked: the code a long run actually executes, not HEAD at its end."
+    if not _LAUNCH_REVISION: _LAUNCH_REVISION.append(git_revision())
+    return _LAUNCH_REVISION[0]
 
 def hardware():
     "A short description of this machine: CPU count and GPU name if any."
@@ -95,6 +101,7 @@ def run_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, de
     settings = dict(method=method, dataset=dataset, members=members, batch_size=batch_size, hidden=hidden, train=asdict(cfg))
     settings = json.loads(json.dumps(settings))             # tuples -> lists, as they come back from JSON
     manifest_path = run_dir/f'{method}.json'
+    revision = launch_revision()                        # taken before training: HEAD may move while a run trains
     done = read_json(manifest_path)
     if done and done.get('status') == 'done':           # settings written before a TrainConfig field existed get its default
         old = {**done['settings'], 'train': json.loads(json.dumps(config_with_defaults(done['settings']['train'])))}
@@ -112,7 +119,7 @@ def run_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, de
         samples = model.sample((len(members), n_plot, model.z_dim), generator=torch.Generator(device=device).manual_seed(3))
     np.savez_compressed(run_dir/f'{method}_samples.npz', samples=samples.cpu().numpy())
     manifest = dict(status='done', settings=settings, final=final, evals=history['evals'], logs=history['logs'],
-                    train_seconds=round(trainer.train_seconds, 1), hardware=hardware(), git=git_revision(),
+                    train_seconds=round(trainer.train_seconds, 1), hardware=hardware(), git=revision,
                     finished=time.strftime('%Y-%m-%d %H:%M:%S'))
     write_json(manifest_path, manifest)
     return manifest
