@@ -136,11 +136,12 @@ class Trainer:
         for p in self.enc_params: p.requires_grad_(encoder)
         for p in self.dec_params: p.requires_grad_(decoder)
 
-    def _step(self, opt, loss):
-        opt.zero_grad(set_to_none=True)
+    def _step(self, loss, *opts):
+        "One optimiser step of `opts` on `loss` (summed over members), gradients averaged across processes."
+        for opt in opts: opt.zero_grad(set_to_none=True)
         loss.sum().backward()        # members have disjoint parameters: the sum trains each on its own loss
-        if self.distributed: _average_gradients([p for g in opt.param_groups for p in g['params']])
-        opt.step()
+        if self.distributed: _average_gradients([p for opt in opts for g in opt.param_groups for p in g['params']])
+        for opt in opts: opt.step()
 
     def _autocast(self):
         return torch.autocast('cuda', dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
@@ -150,21 +151,18 @@ class Trainer:
         if self.loss.joint or it < self.cfg.warmup:
             self._set_trainable(True, True)
             with self._autocast(): loss, logs = self.warmup_loss.joint_loss(self.model, x, noise, it)
-            self.opt_e.zero_grad(set_to_none=True); self.opt_d.zero_grad(set_to_none=True)
-            loss.sum().backward()
-            if self.distributed: _average_gradients(self.enc_params + self.dec_params)
-            self.opt_e.step(); self.opt_d.step()
+            self._step(loss, self.opt_e, self.opt_d)
             self._update_ema(); self._watch(loss, it)
             return logs
         self._set_trainable(True, False)
         with self._autocast(): loss_e, logs, cache = self.loss.encoder_loss(self.model, x, noise, it)
-        self._step(self.opt_e, loss_e)
+        self._step(loss_e, self.opt_e)
         self._watch(loss_e, it)
         logs = {**logs, 'loss_e': loss_e.detach()}
         if it % getattr(self.loss, 'critic_steps', 1) == 0:               # WGAN-GP: several critic steps per generator step
             self._set_trainable(False, True)
             with self._autocast(): loss_d, logs_d = self.loss.decoder_loss(self.model, x, noise, it, cache)
-            self._step(self.opt_d, loss_d)
+            self._step(loss_d, self.opt_d)
             self._update_ema(); self._watch(loss_d, it)
             logs.update({f'dec_{k}': v for k, v in logs_d.items() if k.startswith('as_')}, loss_d=loss_d.detach())
         self._set_trainable(True, True)
