@@ -144,11 +144,14 @@ class IntroVAELoss(SoftIntroVAELoss):
 from .kernel import as_distance_logvar
 
 def as_weight(it, total, schedule='linear'):
-    "c_i of Eq. 9: min(5 i / T, 1) ('linear', the paper) or min(tanh(5 i / T), 1) ('tanh', the official code)."
+    "c_i of Eq. 9: min(5 i / T, 1) ('linear', the paper), min(tanh(5 i / T), 1) ('tanh', the official code), or a fixed c (a number: Figure 2's ablation)."
+    if isinstance(schedule, (int, float)) and not isinstance(schedule, bool):
+        if not 0 <= schedule <= 1: raise ValueError(f'a fixed schedule c={schedule} must lie in [0, 1]')
+        return float(schedule)
     x = 5*it/max(total, 1)
     if schedule == 'linear': return min(x, 1.0)
     if schedule == 'tanh': return min(math.tanh(x), 1.0)
-    raise ValueError(f"schedule={schedule!r}: choose 'linear' or 'tanh'.")
+    raise ValueError(f"schedule={schedule!r}: choose 'linear', 'tanh' or a fixed weight c in [0, 1].")
 
 class ASIntroVAELoss(SoftIntroVAELoss):
     "AS-IntroVAE (Eq. 9): Soft-IntroVAE with the fakes' KL replaced by c KL + (1 - c) D."

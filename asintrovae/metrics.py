@@ -7,7 +7,7 @@ __all__ = ['TOY_BINS', 'TOY_SAMPLES', 'TOY_EPS', 'INCEPTION_SHA256', 'INCEPTION_
            'toy_kl_jsd', 'toy_noise_floor', 'toy_metrics', 'frechet_distance', 'InceptionWeightsError', 'sha256_file',
            'inception_weight_paths', 'find_inception_weights', 'to_uint8', 'FrechetStream', 'FID',
            'reconstruction_scores', 'reconstruction_metrics', 'ReconstructionMeter', 'FeatureClassifier',
-           'train_feature_classifier', 'ClassifierFD']
+           'train_feature_classifier', 'ClassifierFD', 'rotation_task']
 
 # %% ../nbs/06_metrics.ipynb #c002
 import math
@@ -202,3 +202,10 @@ class ClassifierFD(FrechetStream):
     def __init__(self, classifier, device='cpu'):
         net = copy.deepcopy(classifier).eval().requires_grad_(False)
         super().__init__(FrechetInceptionDistance(feature=net, normalize=False, reset_real_features=False), device)
+
+# %% ../nbs/06_metrics.ipynb #c045
+def rotation_task(images):
+    "Self-supervised labels for square images [N, C, H, H]: every image rotated by k * 90 degrees -> ([4N, C, H, H], labels k [4N])."
+    if images.shape[-1] != images.shape[-2]: raise ValueError(f'rotation_task needs square images, got {tuple(images.shape)}')
+    rotated = torch.cat([torch.rot90(images, k, dims=(-2, -1)) for k in range(4)])
+    return rotated, torch.arange(4).repeat_interleave(len(images))
