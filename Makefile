@@ -2,6 +2,8 @@
 PYTHON  ?= python3
 VENV    ?= .venv
 PROFILE ?= laptop
+# the image data: ../shared/data where it sits beside the checkout, else data/ (see data/README.md)
+DATA    ?= $(if $(wildcard ../shared/data),../shared/data,data)
 BIN     := $(VENV)/bin
 
 .PHONY: install reproduce test
@@ -15,7 +17,7 @@ $(VENV)/.installed: setup.py settings.ini pyproject.toml
 	touch $@
 
 reproduce: install
-	$(BIN)/asintrovae-reproduce --profile $(PROFILE)
+	$(BIN)/asintrovae-reproduce --profile $(PROFILE) --data-root $(DATA)
 
 test: install
 	OMP_NUM_THREADS=1 MPLBACKEND=Agg PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest

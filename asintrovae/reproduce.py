@@ -7,7 +7,8 @@ __all__ = ['PROFILES', 'EXPERIMENTS', 'TOY_CONFIGS', 'RECOMMENDED', 'RECOMMENDED
            'FLOWERS_FOLDERS', 'IMAGE_SETS', 'IMAGE_PROFILES', 'WGAN_LR', 'Experiment', 'git_revision',
            'launch_revision', 'hardware', 'write_json', 'read_json', 'config_betas', 'toy_members', 'run_toy_method',
            'ImageSet', 'load_image_set', 'image_model', 'image_protocol', 'dataset_classifier', 'ImageEvaluator',
-           'run_image_method', 'without_flagged_cells', 'run_experiment', 'reproduce', 'summary_table', 'main']
+           'run_image_method', 'image_run_dir', 'run_image_methods', 'final_scores', 'mean_sd', 'tile',
+           'protocol_lines', 'without_flagged_cells', 'run_experiment', 'reproduce', 'summary_table', 'main']
 
 # %% ../nbs/07_reproduce.ipynb #c002
 import argparse, json, os, platform, subprocess, sys, time
@@ -84,7 +85,7 @@ def read_json(path):
 from .losses import Betas, make_loss
 from .models import toy_vae
 from .metrics import toy_metrics
-from .train import Trainer, TrainConfig, ToyBatches, config_with_defaults
+from .train import NonFiniteLossError, Trainer, TrainConfig, ToyBatches, config_with_defaults
 
 TOY_CONFIGS = {'C1': (0.3, 0.1, 0.9), 'C2': (0.5, 0.1, 0.9), 'C3': (0.7, 0.2, 0.9)}
 RECOMMENDED = {'vae': (0.05, 0.8, 0.0)}          # beta_neg is unused by the VAE
@@ -307,7 +308,7 @@ def run_image_method(method, key, profile, run_dir, seed=0, tag=None, loss_optio
     settings = json.loads(json.dumps(dict(method=method, key=key, profile=profile, seed=seed, protocol=P, set=asdict(spec),
                                           loss_options=loss_options or {})))
     done = read_json(stem.with_suffix('.json'))
-    if done and done.get('status') == 'done' and done.get('settings') == settings: return done
+    if done and done.get('status') in ('done', 'diverged') and done.get('settings') == settings: return done
     train, test, split = load_image_set(key, data_root, P['n_train'], P['n_test'])
     per_epoch = len(train)//P['batch_size']
     iterations = per_epoch*P['epochs']
@@ -327,7 +328,17 @@ def run_image_method(method, key, profile, run_dir, seed=0, tag=None, loss_optio
         return {'epoch': trainer.it/per_epoch, **scores}
     trainer = Trainer(model, loss, TensorBatches(train, P['batch_size'], device=device, seed=seed), cfg, checkpoint=stem.with_suffix('.pt'),
                       evaluate=evaluate)
-    history = trainer.fit()
+    common = dict(settings=settings, iterations=iterations, per_epoch=per_epoch, n_train=len(train), n_test=len(test), split=split,
+                  classifier=dict(task='rotation prediction', accuracy=accuracy, epochs=P['classifier_epochs'], width=32),
+                  fid=None if evaluator.no_fid is None else f'not computed: {evaluator.no_fid}', hardware=hardware(), git=revision)
+    if not trainer.checkpoint.exists():                   # the untrained model: where every curve starts
+        trainer.history['evals'].append({'it': 0, 'seconds': 0.0, **evaluate(model)})
+    try: history = trainer.fit()
+    except NonFiniteLossError as e:                       # a result, not a crash: the stability figure reports it
+        write_json(stem.with_suffix('.json'), dict(status='diverged', error=str(e), **common, final={}, evals=trainer.history['evals'],
+                                                   logs=trainer.history['logs'], train_seconds=round(trainer.train_seconds, 1),
+                                                   finished=time.strftime('%Y-%m-%d %H:%M:%S')))
+        return read_json(stem.with_suffix('.json'))
     with trainer.ema_weights() as m:
         m.eval()
         arrays = dict(samples=evaluator.samples(m, 64).numpy(), test=test[:8].numpy())
@@ -335,15 +346,64 @@ def run_image_method(method, key, profile, run_dir, seed=0, tag=None, loss_optio
         m.train()
     _save_npz(stem.with_suffix('.npz'), arrays)
     final = {k: v for k, v in history['evals'][-1].items() if k not in ('it', 'epoch', 'seconds')}
-    manifest = dict(status='done', settings=settings, iterations=iterations, per_epoch=per_epoch, n_train=len(train), n_test=len(test),
-                    split=split, classifier=dict(task='rotation prediction', accuracy=accuracy, epochs=P['classifier_epochs'], width=32),
-                    fid=None if evaluator.no_fid is None else f'not computed: {evaluator.no_fid}',
-                    final=final, evals=history['evals'], logs=history['logs'], train_seconds=round(trainer.train_seconds, 1),
-                    hardware=hardware(), git=revision, finished=time.strftime('%Y-%m-%d %H:%M:%S'))
+    manifest = dict(status='done', **common, final=final, evals=history['evals'], logs=history['logs'],
+                    train_seconds=round(trainer.train_seconds, 1), finished=time.strftime('%Y-%m-%d %H:%M:%S'))
     write_json(stem.with_suffix('.json'), manifest)
     return manifest
 
 # %% ../nbs/07_reproduce.ipynb #c029
+def image_run_dir(out_dir, profile):
+    "Where the image runs of `profile` live: shared by all image notebooks writing to `out_dir`."
+    return Path(out_dir)/f'image_runs_{profile}'
+
+def run_image_methods(methods, keys, profile, out_dir, data_root=None, device='cpu', seeds=None, variants=None, fid_weights=None):
+    "Every (data set, method, seed) run -> ({(key, method, seed): manifest}, {key: why it was skipped})."
+    runs, skipped, variants = {}, {}, variants or {}
+    for key in keys:
+        for tag in methods:
+            method, options = variants.get(tag, (tag, None))
+            for seed in range(seeds or image_protocol(profile, key)['seeds']):
+                t0 = time.time()
+                try: m = run_image_method(method, key, profile, image_run_dir(out_dir, profile), seed, tag, options, data_root, device, fid_weights)
+                except DatasetNotFoundError as e: skipped[key] = str(e); break
+                runs[key, tag, seed] = m
+                scores = ', '.join(f'{k} {v:.4g}' for k, v in m['final'].items() if isinstance(v, float))
+                print(f"{key:10s} {tag:24s} seed {seed}: {m['status']:8s} {m['train_seconds']:7.1f} s training ({time.time()-t0:.0f} s now)  {scores}", flush=True)
+            if key in skipped: print(f'{key}: skipped. {skipped[key]}'); break
+    return runs, skipped
+
+def final_scores(runs, key, tag, metric):
+    "The final `metric` of every seed of (key, tag) that finished -> list of floats (diverged runs left out)."
+    return [m['final'][metric] for (k, t, _), m in sorted(runs.items()) if k == key and t == tag and m['status'] == 'done' and metric in m['final']]
+
+def mean_sd(values, digits=2):
+    "'m ± sd (n)' of a list of numbers; 'm (n=1)' for one; '-' for none."
+    if not values: return '-'
+    v = np.asarray(values, dtype=float)
+    if len(v) == 1: return f'{v[0]:.{digits}f} (n=1)'
+    return f'{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f} (n={len(v)})'
+
+def tile(images, nrow=8, pad=1):
+    "uint8 images [N, C, H, W] -> one numpy grid [H', W', 3] for imshow (grey images repeated to RGB)."
+    from torchvision.utils import make_grid
+    x = torch.as_tensor(images)
+    if x.shape[1] == 1: x = x.expand(-1, 3, -1, -1)
+    return make_grid(x, nrow=nrow, padding=pad, pad_value=255).permute(1, 2, 0).numpy()
+
+def protocol_lines(runs, key):
+    "What produced the numbers of data set `key`: images, split, epochs, batch, width, lr, evaluation, time and hardware."
+    ms = [m for (k, _, _), m in runs.items() if k == key]
+    if not ms: return []
+    m, P = ms[0], ms[0]['settings']['protocol']
+    seconds = sum(r['train_seconds'] for r in ms)
+    return [f"{key}: {m['n_train']:,} training images at {m['settings']['set']['resolution']} px, test: {m['split']} ({m['n_test']:,} images); "
+            f"{P['epochs']} epochs of batch {P['batch_size']} ({m['iterations']:,} iterations), width x{P['width_scale']:g}, "
+            f"z = {m['settings']['set']['z_dim']}, Adam lr {P['lr']:g} (WGAN-GP {WGAN_LR:g}), betas {tuple(m['settings']['set']['betas'])}; "
+            f"metrics on {P['n_eval']:,} samples from fixed noise vs {P['n_eval']:,} training images and on the test images; "
+            f"classifier FD: rotation-prediction CNN (accuracy {m['classifier']['accuracy']:.2f}, {m['classifier']['epochs']} epochs); "
+            f"{len(ms)} runs, {seconds/60:.1f} min of training on {m['hardware']}."]
+
+# %% ../nbs/07_reproduce.ipynb #c032
 def _failure(exc):
     "A one-line description of a papermill failure: the failing cell and the error."
     cell = getattr(exc, 'cell_index', None)
@@ -391,7 +451,7 @@ def run_experiment(exp, profile='laptop', out='runs', fig_dir=None, device=None,
     write_json(manifest_path, manifest)
     return manifest
 
-# %% ../nbs/07_reproduce.ipynb #c031
+# %% ../nbs/07_reproduce.ipynb #c034
 def reproduce(profile='laptop', only=None, out='runs', fig_dir=None, device=None, force=False, data_root=None):
     "Run the experiments named in `only` (default: all) under `profile`; return their manifests in order."
     names = list(only or EXPERIMENTS)
@@ -429,6 +489,6 @@ def main(argv=None):
     print('\n' + summary_table(manifests))
     return 0 if all(m['status'] == 'ok' for m in manifests) else 1
 
-# %% ../nbs/07_reproduce.ipynb #c033
+# %% ../nbs/07_reproduce.ipynb #c036
 #| eval: false
 if __name__ == '__main__': sys.exit(main())   # python -m asintrovae.reproduce

@@ -299,5 +299,5 @@ class Trainer:
                 bar.update(1)
         finally:
             bar.close()
-        self.train_seconds += time.perf_counter() - t0
+            self.train_seconds += time.perf_counter() - t0                   # also when a run stops early (NaN, interrupt)
         return self.history

@@ -6,6 +6,8 @@ import pytest
 from asintrovae.reproduce import EXPERIMENTS, run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent/'shared'/'data'                # the real data beside the checkout, as in CI
+DATA = str(SHARED) if SHARED.exists() else None
 PROFILED = [name for name, e in EXPERIMENTS.items() if e.takes_profile]
 
 
@@ -17,10 +19,11 @@ def test_every_experiment_notebook_is_registered():
 
 @pytest.mark.parametrize('name', PROFILED)
 def test_experiment_runs_at_smoke_profile(name, tmp_path):
-    m = run_experiment(name, profile='smoke', out=tmp_path/'runs', fig_dir=tmp_path/'figures')
+    m = run_experiment(name, profile='smoke', out=tmp_path/'runs', fig_dir=tmp_path/'figures', data_root=DATA)
     assert m['status'] == 'ok', f"{name} failed at the smoke profile: {m.get('error')} (executed notebook in {tmp_path/'runs'})"
-    assert any((tmp_path/'figures').iterdir()), f'{name} wrote no figures'
-    again = run_experiment(name, profile='smoke', out=tmp_path/'runs', fig_dir=tmp_path/'figures')
+    assert any(p.suffix == '.png' for p in (tmp_path/'figures').iterdir()), f'{name} wrote no figures'
+    if DATA: assert not m.get('skipped_data'), f"{name} left out data sets that are there: {m['skipped_data']}"
+    again = run_experiment(name, profile='smoke', out=tmp_path/'runs', fig_dir=tmp_path/'figures', data_root=DATA)
     assert again.get('skipped'), 'a finished run must not be redone'
 
 
@@ -37,3 +40,16 @@ def test_failing_experiment_is_reported_with_its_cell(tmp_path, monkeypatch):
     monkeypatch.setattr(R, 'project_root', lambda: tmp_path)
     m = R.run_experiment(R.Experiment('broken', 'broken.ipynb'), 'smoke', out=tmp_path/'runs', fig_dir=tmp_path/'f')
     assert m['status'] == 'failed' and 'ValueError' in m['error'] and 'broken on purpose' in m['error']
+
+
+def test_missing_data_is_a_named_skip(tmp_path):
+    "An image experiment whose data is absent completes, and the driver's summary names the data set and where it looked."
+    from asintrovae.reproduce import summary_table
+    empty = tmp_path/'no-data'; empty.mkdir()
+    m = run_experiment('reconstruction', profile='smoke', out=tmp_path/'runs', fig_dir=tmp_path/'figures', data_root=empty)
+    assert m['status'] == 'ok', m.get('error')
+    assert set(m['skipped_data']) == {'mnist', 'oxford64'}
+    assert 'flowers-subset/jpg' in m['skipped_data']['oxford64'] and str(empty) in m['skipped_data']['mnist']
+    summary = summary_table([m])
+    assert 'data set mnist skipped' in summary and 'data set oxford64 skipped' in summary
+    assert 'Skipped: oxford64' in (tmp_path/'figures'/'table3_smoke.md').read_text()
