@@ -288,3 +288,41 @@ def test_streams_sum_over_two_gloo_processes(tmp_path):
         assert res['fd'] == pytest.approx(single.compute(), rel=1e-9)
         assert res['n_real'] == 20                                         # local sums restored after the sync
         assert res['rec']['n'] == 6 and res['rec']['ssim'] == pytest.approx(whole['ssim'], rel=1e-5)
+
+
+# ---------------------------------------------------------------- FID during training (FID-vs-epoch curves)
+
+def test_fid_is_scored_during_training_when_weights_are_found(torch_home, monkeypatch):
+    "With weights in the hub cache (here random-init ones whose checksum we accept), every evaluation row has an FID."
+    from asintrovae.data import TensorBatches
+    from asintrovae.losses import Betas, make_loss
+    from asintrovae.models import image_vae
+    from asintrovae.reproduce import ImageEvaluator
+    from asintrovae.train import Trainer, TrainConfig
+    weights = torch_home/INCEPTION_FILES[1]
+    random_inception(weights)
+    monkeypatch.setattr(metrics, 'INCEPTION_SHA256', sha256_file(weights))
+    g = torch.Generator().manual_seed(0)
+    train, test = blobs(64, g)[0], blobs(8, g)[0]
+    clf = train_feature_classifier(*blobs(64, g), epochs=1)
+    evaluator = ImageEvaluator(train, test, clf, z_dim=8, n_eval=8)
+    assert evaluator.no_fid is None and set(evaluator.streams) == {'cfd', 'fid'}
+    torch.manual_seed(0)
+    model = image_vae(28, 1, z_dim=8, width_scale=1/16)
+    t = Trainer(model, make_loss('s-introvae', Betas(1.0, 1.0, 256.0), 4), TensorBatches(train, 16), 
+                TrainConfig(iterations=4, warmup=0, eval_every=2, log_every=2, progress=False),
+                evaluate=lambda m: {k: v for k, v in evaluator(m).items() if k != '_samples'})
+    t.fit()
+    rows = t.history['evals']
+    assert [r['it'] for r in rows] == [2, 4]
+    assert all(np.isfinite(r['fid']) and r['fid'] > 0 and np.isfinite(r['cfd']) and 'psnr' in r for r in rows)
+    assert rows[0]['fid'] != rows[1]['fid']                              # the fakes are re-scored, the real statistics kept
+    assert evaluator.streams['fid'].n_real == 8
+
+
+def test_without_weights_the_evaluator_says_why_there_is_no_fid(torch_home):
+    from asintrovae.reproduce import ImageEvaluator
+    g = torch.Generator().manual_seed(0)
+    train = blobs(16, g)[0]
+    ev = ImageEvaluator(train, train[:4], train_feature_classifier(*blobs(16, g), epochs=1), z_dim=8, n_eval=4)
+    assert set(ev.streams) == {'cfd'} and 'Inception-v3 weights' in ev.no_fid and INCEPTION_FILES[1] in ev.no_fid
