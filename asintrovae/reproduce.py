@@ -8,7 +8,8 @@ __all__ = ['PROFILES', 'EXPERIMENTS', 'TOY_CONFIGS', 'RECOMMENDED', 'RECOMMENDED
            'launch_revision', 'hardware', 'write_json', 'read_json', 'config_betas', 'toy_members', 'run_toy_method',
            'ImageSet', 'load_image_set', 'image_model', 'image_protocol', 'dataset_classifier', 'ImageEvaluator',
            'run_image_method', 'image_run_dir', 'run_image_methods', 'final_scores', 'mean_sd', 'tile',
-           'protocol_lines', 'without_flagged_cells', 'run_experiment', 'reproduce', 'summary_table', 'main']
+           'write_experiment_manifest', 'profile_choice', 'protocol_lines', 'without_flagged_cells', 'run_experiment',
+           'reproduce', 'summary_table', 'main']
 
 # %% ../nbs/07_reproduce.ipynb #c002
 import argparse, json, os, platform, subprocess, sys, time
@@ -390,6 +391,18 @@ def tile(images, nrow=8, pad=1):
     if x.shape[1] == 1: x = x.expand(-1, 3, -1, -1)
     return make_grid(x, nrow=nrow, padding=pad, pad_value=255).permute(1, 2, 0).numpy()
 
+def write_experiment_manifest(out, name, profile, runs, skipped, **fields):
+    "The manifest of an image notebook, out/<name>_<profile>.json: its runs (status, final scores, time, revision), skips and `fields`."
+    write_json(Path(out)/f'{name}_{profile}.json', dict(
+        experiment=name, profile=profile, skipped=skipped, **fields, hardware=hardware(),
+        runs={f'{k}/{t}/seed{s}': dict(status=m['status'], final=m['final'], train_seconds=m['train_seconds'], git=m['git'])
+              for (k, t, s), m in sorted(runs.items())}))
+
+def profile_choice(table, profile):
+    "table[profile], or a clear error naming the profiles there are."
+    if profile not in table: raise ValueError(f'profile={profile!r}: choose one of {", ".join(table)}')
+    return list(table[profile])
+
 def protocol_lines(runs, key):
     "What produced the numbers of data set `key`: images, split, epochs, batch, width, lr, evaluation, time and hardware."
     ms = [m for (k, _, _), m in runs.items() if k == key]
@@ -427,7 +440,8 @@ def run_experiment(exp, profile='laptop', out='runs', fig_dir=None, device=None,
     nb = project_root()/'nbs'/exp.notebook
     if not nb.exists(): raise FileNotFoundError(f'{nb} not found: run the driver from a checkout of asintrovae.')
     run_dir = Path(out)/profile; run_dir.mkdir(parents=True, exist_ok=True)
-    params = exp.parameters(profile, figures_dir(fig_dir), device, data_root)
+    # papermill runs the notebook in its own folder: relative paths given here must not change meaning there
+    params = exp.parameters(profile, figures_dir(fig_dir).resolve(), device, Path(data_root).resolve() if data_root else None)
     manifest_path = run_dir/f'{exp.name}.manifest.json'
     old = read_json(manifest_path)
     if not force and old and old.get('status') == 'ok' and old.get('parameters') == params:

@@ -1,4 +1,5 @@
 """Every experiment notebook under nbs/experiments runs through the papermill driver at its smoke profile."""
+import os
 from pathlib import Path
 
 import pytest
@@ -46,10 +47,36 @@ def test_missing_data_is_a_named_skip(tmp_path):
     "An image experiment whose data is absent completes, and the driver's summary names the data set and where it looked."
     from asintrovae.reproduce import summary_table
     empty = tmp_path/'no-data'; empty.mkdir()
-    m = run_experiment('reconstruction', profile='smoke', out=tmp_path/'runs', fig_dir=tmp_path/'figures', data_root=empty)
+    rel = lambda p: os.path.relpath(p)                  # a relative --data-root means the same inside papermill's folder
+    m = run_experiment('reconstruction', profile='smoke', out=tmp_path/'runs', fig_dir=rel(tmp_path/'figures'), data_root=rel(empty))
     assert m['status'] == 'ok', m.get('error')
+    assert m['parameters']['data_root'] == str(empty) and m['parameters']['out_dir'] == str(tmp_path/'figures')
     assert set(m['skipped_data']) == {'mnist', 'oxford64'}
     assert 'flowers-subset/jpg' in m['skipped_data']['oxford64'] and str(empty) in m['skipped_data']['mnist']
     summary = summary_table([m])
     assert 'data set mnist skipped' in summary and 'data set oxford64 skipped' in summary
     assert 'Skipped: oxford64' in (tmp_path/'figures'/'table3_smoke.md').read_text()
+
+
+@pytest.mark.skipif(DATA is None, reason='needs the shared MNIST beside the checkout')
+def test_interrupted_image_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    "A run stopped mid-way (Ctrl-C) continues from its last checkpoint when asked again, and ends like an uninterrupted one."
+    import torch
+    import asintrovae.reproduce as R
+
+    class StopAt(R.TensorBatches):
+        def __init__(self, *a, **k): super().__init__(*a, **k); self.count = 0
+        def next(self):
+            self.count += 1
+            if self.count > 24: raise KeyboardInterrupt           # in the second of two 16-iteration epochs
+            return super().next()
+
+    whole = R.run_image_method('s-introvae', 'mnist', 'smoke', tmp_path/'whole', data_root=DATA)
+    monkeypatch.setattr(R, 'TensorBatches', StopAt)
+    with pytest.raises(KeyboardInterrupt): R.run_image_method('s-introvae', 'mnist', 'smoke', tmp_path/'cut', data_root=DATA)
+    ckpt = tmp_path/'cut'/'mnist'/'s-introvae_seed0.pt'
+    assert torch.load(ckpt, weights_only=False)['it'] == whole['per_epoch'] and not (tmp_path/'cut'/'mnist'/'s-introvae_seed0.json').exists()
+    monkeypatch.undo()
+    resumed = R.run_image_method('s-introvae', 'mnist', 'smoke', tmp_path/'cut', data_root=DATA)
+    assert [e['epoch'] for e in resumed['evals']] == [0.0, 1.0, 2.0]
+    assert resumed['final'] == pytest.approx(whole['final'], rel=1e-4)   # exact resume: the same model as without the cut
