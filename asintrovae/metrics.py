@@ -173,14 +173,14 @@ class ReconstructionMeter(Metric):
 
 # %% ../nbs/06_metrics.ipynb #c041
 class FeatureClassifier(nn.Module):
-    "Small CNN: uint8 [B, C, H, W] -> features [B, 2*width] (forward); logits(x) -> [B, n_classes]."
-    def __init__(self, channels, n_classes, width=32):
+    "Small CNN: uint8 [B, C, H, W] -> features [B, 2*width*pool^2] (forward); logits(x) -> [B, n_classes]."
+    def __init__(self, channels, n_classes, width=32, pool=2):
         super().__init__()
         conv = lambda i, o: [nn.Conv2d(i, o, 3, stride=2, padding=1), nn.ReLU()]
         self.body = nn.Sequential(*conv(channels, width), *conv(width, 2*width), *conv(2*width, 2*width),
-                                  nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Linear(2*width, n_classes)
-        self.num_features = 2*width                      # read by torchmetrics for a custom feature extractor
+                                  nn.AdaptiveAvgPool2d(pool), nn.Flatten())
+        self.head = nn.Linear(2*width*pool*pool, n_classes)
+        self.num_features = 2*width*pool*pool            # read by torchmetrics for a custom feature extractor
 
     def forward(self, x): return self.body(x.float()/255)
     def logits(self, x): return self.head(self(x))

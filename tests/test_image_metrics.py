@@ -256,7 +256,7 @@ def test_train_feature_classifier_is_seeded_and_leaves_global_rng_alone():
     b = train_feature_classifier(imgs, labels, epochs=1, batch_size=32, seed=5)
     assert torch.equal(before, after)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
-    assert a.num_features == 64 and a(imgs[:3]).shape == (3, 64)
+    assert a.num_features == 256 and a(imgs[:3]).shape == (3, 256)          # 2*width channels on a 2x2 grid
 
 
 # ---------------------------------------------------------------- DDP (two gloo processes on CPU)
