@@ -7,9 +7,9 @@ __all__ = ['PROFILES', 'EXPERIMENTS', 'TOY_CONFIGS', 'RECOMMENDED', 'RECOMMENDED
            'FLOWERS_FOLDERS', 'IMAGE_SETS', 'IMAGE_PROFILES', 'WGAN_LR', 'Experiment', 'git_revision',
            'launch_revision', 'hardware', 'write_json', 'read_json', 'config_betas', 'toy_members', 'run_toy_method',
            'ImageSet', 'load_image_set', 'image_model', 'image_protocol', 'dataset_classifier', 'ImageEvaluator',
-           'run_image_method', 'image_run_dir', 'run_image_methods', 'final_scores', 'mean_sd', 'tile',
-           'write_experiment_manifest', 'profile_choice', 'protocol_lines', 'without_flagged_cells', 'run_experiment',
-           'reproduce', 'summary_table', 'main']
+           'run_image_method', 'image_run_dir', 'run_image_methods', 'runs_of', 'final_scores', 'diverged', 'mean_sd',
+           'tile', 'write_experiment_manifest', 'profile_choice', 'protocol_lines', 'without_flagged_cells',
+           'run_experiment', 'reproduce', 'summary_table', 'main']
 
 # %% ../nbs/07_reproduce.ipynb #c002
 import argparse, json, os, platform, subprocess, sys, time
@@ -378,9 +378,17 @@ def run_image_methods(methods, keys, profile, out_dir, data_root=None, device='c
             if key in skipped: print(f'{key}: skipped. {skipped[key]}'); break
     return runs, skipped
 
+def runs_of(runs, key, tag=None):
+    "The manifests of data set `key` (and method `tag`, if given) in seed order."
+    return [m for (k, t, _), m in sorted(runs.items()) if k == key and tag in (None, t)]
+
 def final_scores(runs, key, tag, metric):
     "The final `metric` of every seed of (key, tag) that finished -> list of floats (diverged runs left out)."
-    return [m['final'][metric] for (k, t, _), m in sorted(runs.items()) if k == key and t == tag and m['status'] == 'done' and metric in m['final']]
+    return [m['final'][metric] for m in runs_of(runs, key, tag) if m['status'] == 'done' and metric in m['final']]
+
+def diverged(runs, key, tag):
+    "How many seeds of (key, tag) stopped on a non-finite loss."
+    return sum(m['status'] == 'diverged' for m in runs_of(runs, key, tag))
 
 def mean_sd(values, digits=2):
     "'m ± sd (n)' of a list of numbers; 'm (n=1)' for one; '-' for none."
@@ -410,7 +418,7 @@ def profile_choice(table, profile):
 
 def protocol_lines(runs, key):
     "What produced the numbers of data set `key`: images, split, epochs, batch, width, lr, evaluation, time and hardware."
-    ms = [m for (k, _, _), m in runs.items() if k == key]
+    ms = runs_of(runs, key)
     if not ms: return []
     m, P = ms[0], ms[0]['settings']['protocol']
     seconds = sum(r['train_seconds'] for r in ms)
