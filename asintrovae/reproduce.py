@@ -6,13 +6,13 @@
 __all__ = ['PROFILES', 'EXPERIMENTS', 'TOY_CONFIGS', 'RECOMMENDED', 'RECOMMENDED_DEFAULT', 'TOY_METHODS', 'CELEBA_FOLDERS',
            'FLOWERS_FOLDERS', 'IMAGE_SETS', 'IMAGE_PROFILES', 'WGAN_LR', 'Experiment', 'git_revision',
            'launch_revision', 'hardware', 'write_json', 'read_json', 'config_betas', 'toy_members', 'run_toy_method',
-           'ImageSet', 'load_image_set', 'image_model', 'image_protocol', 'dataset_classifier', 'ImageEvaluator',
-           'run_image_method', 'image_run_dir', 'run_image_methods', 'runs_of', 'final_scores', 'diverged', 'mean_sd',
-           'tile', 'write_experiment_manifest', 'profile_choice', 'protocol_lines', 'without_flagged_cells',
-           'run_experiment', 'reproduce', 'summary_table', 'main']
+           'ImageSet', 'load_image_set', 'image_model', 'image_protocol', 'dataset_classifier', 'eval_mode',
+           'ImageEvaluator', 'run_image_method', 'image_run_dir', 'run_image_methods', 'runs_of', 'final_scores',
+           'diverged', 'mean_sd', 'tile', 'write_experiment_manifest', 'profile_choice', 'protocol_lines',
+           'without_flagged_cells', 'run_experiment', 'reproduce', 'summary_table', 'main']
 
 # %% ../nbs/07_reproduce.ipynb #c002
-import argparse, json, os, platform, subprocess, sys, time
+import argparse, contextlib, json, os, platform, subprocess, sys, time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -83,7 +83,7 @@ def read_json(path):
     except (OSError, ValueError): return None
 
 # %% ../nbs/07_reproduce.ipynb #c011
-from .losses import Betas, make_loss
+from .losses import Betas, encode, make_loss
 from .models import toy_vae
 from .metrics import toy_metrics
 from .train import NonFiniteLossError, Trainer, TrainConfig, ToyBatches, config_with_defaults
@@ -250,6 +250,13 @@ def dataset_classifier(key, train, path, epochs=2, width=32, seed=0, device='cpu
 
 def _chunks(n, size): return [(i, min(size, n - i)) for i in range(0, n, size)]
 
+@contextlib.contextmanager
+def eval_mode(model):
+    "The model in eval mode (BatchNorm statistics fixed) inside the block, its previous mode restored after."
+    was_training = model.training; model.eval()
+    try: yield model
+    finally: model.train(was_training)
+
 class ImageEvaluator:
     "Scores an image model (see above): __call__(model) -> dict(cfd=, fid=, psnr=, ssim=, mse=); samples/reconstructions as uint8."
     def __init__(self, train, test, classifier, z_dim, n_eval, has_posterior=True, fid_weights=None, device='cpu', batch=250, seed=0):
@@ -280,13 +287,12 @@ class ImageEvaluator:
     @torch.no_grad()
     def reconstructions(self, model, x):
         "uint8 reconstructions (z = mu) of uint8 images x [n, C, H, W]."
-        return torch.cat([to_uint8(model.decode(model.encode(x[i:i + k].to(self.device).float()/255)[0].float()).float()).cpu()
+        return torch.cat([to_uint8(model.decode(encode(model, x[i:i + k].to(self.device).float()/255)[0]).float()).cpu()
                           for i, k in _chunks(len(x), self.batch)])
 
     @torch.no_grad()
     def __call__(self, model):
-        was_training = model.training; model.eval()
-        try:
+        with eval_mode(model):
             fake = self.samples(model)
             out = {name: self._score(s, fake) for name, s in self.streams.items()}
             if self.has_posterior:
@@ -294,9 +300,7 @@ class ImageEvaluator:
                 rec = self.reconstructions(model, self.test)
                 meter.update(self.test.float()/255, rec.float()/255)
                 out.update({k: v for k, v in meter.compute().items() if k != 'n'})
-            out['_samples'] = fake[:16]
-        finally: model.train(was_training)
-        return out
+        return {**out, '_samples': fake[:16]}
 
 # %% ../nbs/07_reproduce.ipynb #c025
 def _save_npz(path, arrays):
@@ -317,8 +321,8 @@ def run_image_method(method, key, profile, run_dir, seed=0, tag=None, loss_optio
     train, test, split = load_image_set(key, data_root, P['n_train'], P['n_test'])
     per_epoch = len(train)//P['batch_size']
     iterations = per_epoch*P['epochs']
-    cfg = TrainConfig(iterations=iterations, warmup=0, milestones=(), lr_e=WGAN_LR if method == 'wgan-gp' else P['lr'],
-                      lr_d=WGAN_LR if method == 'wgan-gp' else P['lr'], log_every=max(1, per_epoch//4), eval_every=per_epoch,
+    lr = WGAN_LR if method == 'wgan-gp' else P['lr']
+    cfg = TrainConfig(iterations=iterations, warmup=0, milestones=(), lr_e=lr, lr_d=lr, log_every=max(1, per_epoch//4), eval_every=per_epoch,
                       checkpoint_every=per_epoch, seed=seed, progress=progress, ema_decay=P['ema_decay'])
     torch.manual_seed(seed)
     model = image_model(method, key, P['width_scale']).to(device)
@@ -345,11 +349,9 @@ def run_image_method(method, key, profile, run_dir, seed=0, tag=None, loss_optio
                                                    logs=trainer.history['logs'], train_seconds=round(trainer.train_seconds, 1),
                                                    finished=time.strftime('%Y-%m-%d %H:%M:%S')))
         return read_json(stem.with_suffix('.json'))
-    with trainer.ema_weights() as m:
-        m.eval()
+    with trainer.ema_weights() as m, eval_mode(m):
         arrays = dict(samples=evaluator.samples(m, 64).numpy(), test=test[:8].numpy())
         if evaluator.has_posterior: arrays['reconstructions'] = evaluator.reconstructions(m, test[:8]).numpy()
-        m.train()
     _save_npz(stem.with_suffix('.npz'), arrays)
     final = {k: v for k, v in history['evals'][-1].items() if k not in ('it', 'epoch', 'seconds')}
     manifest = dict(status='done', **common, final=final, evals=history['evals'], logs=history['logs'],

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .losses import VAELoss
+from .losses import VAELoss, encode
 
 # %% ../nbs/05_train.ipynb #c005
 @dataclass
@@ -191,7 +191,7 @@ class Trainer:
         from torchvision.utils import save_image
         n = min(16, x.shape[0])
         with torch.no_grad(), self.ema_weights() as m:
-            rec = m.decode(m.encode(x[:n])[0].float()) if getattr(self.loss, 'has_posterior', True) else x[:n]
+            rec = m.decode(encode(m, x[:n])[0]) if getattr(self.loss, 'has_posterior', True) else x[:n]
             grid = torch.cat([x[:n], rec.float(), m.decode(noise[:n]).float()]).clamp(0, 1)
         d = Path(self.cfg.sample_dir or '.'); d.mkdir(parents=True, exist_ok=True)
         save_image(grid, d/f'samples_{self.it:07d}.png', nrow=n)
