@@ -1,7 +1,8 @@
 """pytest collects every library notebook in nbs/ and runs it with nbdev's own runner (nbdev.test.test_nb).
 
 Cells flagged with a settings.ini `tst_flags` flag (slow, gpu) are skipped unless named with --nb-flags.
-Figures and image caches the notebooks write go to temporary folders, never into the tracked figures/ or ~/.cache.
+Figures and image caches the tests and notebooks write go to temporary folders, never into the tracked figures/, the data
+folder or ~/.cache (pytest_configure sets a private $ASINTROVAE_CACHE for the session).
 """
 import os
 from pathlib import Path
@@ -9,6 +10,20 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parent
+
+
+def pytest_configure(config):
+    "One private image cache for the whole session (and the kernels it starts): never the data folder, ~/.cache or a user's $ASINTROVAE_CACHE."
+    import tempfile
+    config._asintrovae_cache = (tempfile.TemporaryDirectory(prefix='asintrovae-test-cache-'), os.environ.get('ASINTROVAE_CACHE'))
+    os.environ['ASINTROVAE_CACHE'] = config._asintrovae_cache[0].name
+
+
+def pytest_unconfigure(config):
+    cache, old = config._asintrovae_cache
+    if old is None: os.environ.pop('ASINTROVAE_CACHE', None)
+    else: os.environ['ASINTROVAE_CACHE'] = old
+    cache.cleanup()
 
 
 def pytest_addoption(parser):

@@ -61,14 +61,17 @@ import inspect
 import os
 from pathlib import Path
 
-import piq
 from torch import nn
-from torchmetrics import Metric
-from torchmetrics.image.fid import FrechetInceptionDistance, _compute_fid
+
+def _fid_metric(**kwargs):
+    "A torchmetrics FrechetInceptionDistance(**kwargs); torchmetrics (about 1 s to import) is loaded here, when first needed."
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    return FrechetInceptionDistance(**kwargs)
 
 # %% ../nbs/06_metrics.ipynb #c016
 def frechet_distance(mu1, sigma1, mu2, sigma2):
     "Fréchet distance of N(mu1, sigma1), N(mu2, sigma2): [D], [D, D], [D], [D, D] -> float (torchmetrics' code, float64)."
+    from torchmetrics.image.fid import _compute_fid
     return _compute_fid(*(torch.as_tensor(t).double() for t in (mu1, sigma1, mu2, sigma2))).item()
 
 # %% ../nbs/06_metrics.ipynb #c020
@@ -116,6 +119,7 @@ def to_uint8(x):
 
 def _fid_resize_kwargs():
     "antialias=False (TensorFlow-compatible resize) where the installed torchmetrics has that argument."
+    from torchmetrics.image.fid import FrechetInceptionDistance
     return dict(antialias=False) if 'antialias' in inspect.signature(FrechetInceptionDistance).parameters else {}
 
 # %% ../nbs/06_metrics.ipynb #c029
@@ -136,7 +140,7 @@ class FID(FrechetStream):
     "FID (torchmetrics on torch-fidelity's Inception-v3, 2048 features); add_real/add_fake take uint8 [B, 1 or 3, H, W]."
     def __init__(self, weights=None, device='cpu', verify_sha256=True):
         self.weights = find_inception_weights(weights, verify_sha256)
-        super().__init__(FrechetInceptionDistance(feature=2048, normalize=False, reset_real_features=False,
+        super().__init__(_fid_metric(feature=2048, normalize=False, reset_real_features=False,
                                                   feature_extractor_weights_path=str(self.weights), **_fid_resize_kwargs()), device)
 
     def prepare(self, images):
@@ -147,6 +151,7 @@ class FID(FrechetStream):
 # %% ../nbs/06_metrics.ipynb #c034
 def reconstruction_scores(x, x_hat):
     "Per-image PSNR (dB), SSIM and MSE of x_hat against x, both float [B, C, H, W] in [0, 1] -> dict of [B] tensors."
+    import piq                                          # piq imports torchvision (about 1 s): loaded when first needed
     x, x_hat = x.detach().float(), x_hat.detach().float().clamp(0, 1)
     return dict(psnr=piq.psnr(x_hat, x, data_range=1.0, reduction='none'),
                 ssim=piq.ssim(x_hat, x, data_range=1.0, reduction='none'),
@@ -157,19 +162,24 @@ def reconstruction_metrics(x, x_hat):
     return {k: v.mean().item() for k, v in reconstruction_scores(x, x_hat).items()}
 
 # %% ../nbs/06_metrics.ipynb #c038
-class ReconstructionMeter(Metric):
-    "Streaming per-image PSNR/SSIM/MSE: update(x, x_hat) with [B, C, H, W] in [0, 1]; compute() -> dict of means and n."
-    full_state_update = False
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        for name in ('psnr', 'ssim', 'mse'): self.add_state(name, torch.tensor(0., dtype=torch.float64), dist_reduce_fx='sum')
-        self.add_state('n', torch.tensor(0), dist_reduce_fx='sum')
+class ReconstructionMeter:
+    "Streaming per-image PSNR/SSIM/MSE: update(x, x_hat) with [B, C, H, W] in [0, 1]; compute() -> dict of means and n (over all ranks)."
+    def __init__(self): self.reset()
+    def reset(self): self.sums = None                     # float64 [4]: PSNR, SSIM and MSE summed over images, image count
 
     def update(self, x, x_hat):
-        for name, v in reconstruction_scores(x, x_hat).items(): setattr(self, name, getattr(self, name) + v.double().sum())
-        self.n += x.shape[0]
+        s = reconstruction_scores(x, x_hat)
+        batch = torch.stack([s['psnr'].double().sum(), s['ssim'].double().sum(), s['mse'].double().sum(),
+                             torch.tensor(float(x.shape[0]), dtype=torch.float64, device=x.device)])
+        self.sums = batch if self.sums is None else self.sums + batch
 
-    def compute(self): return dict(psnr=(self.psnr/self.n).item(), ssim=(self.ssim/self.n).item(), mse=(self.mse/self.n).item(), n=int(self.n))
+    def compute(self):
+        import torch.distributed as dist
+        if self.sums is None: raise ValueError('ReconstructionMeter.compute() before any update(): no images were scored')
+        total = self.sums.clone()
+        if dist.is_available() and dist.is_initialized(): dist.all_reduce(total)     # sums over ranks; local sums kept
+        psnr, ssim, mse, n = total.tolist()
+        return dict(psnr=psnr/n, ssim=ssim/n, mse=mse/n, n=int(n))
 
 # %% ../nbs/06_metrics.ipynb #c041
 class FeatureClassifier(nn.Module):
@@ -201,7 +211,7 @@ class ClassifierFD(FrechetStream):
     "Fréchet distance in a FeatureClassifier's feature space (report as 'classifier FD', never FID); uint8 [B, C, H, W]."
     def __init__(self, classifier, device='cpu'):
         net = copy.deepcopy(classifier).eval().requires_grad_(False)
-        super().__init__(FrechetInceptionDistance(feature=net, normalize=False, reset_real_features=False), device)
+        super().__init__(_fid_metric(feature=net, normalize=False, reset_real_features=False), device)
 
 # %% ../nbs/06_metrics.ipynb #c045
 def rotation_task(images):

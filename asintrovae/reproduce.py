@@ -4,15 +4,17 @@
 
 # %% auto #0
 __all__ = ['PROFILES', 'EXPERIMENTS', 'TOY_CONFIGS', 'RECOMMENDED', 'RECOMMENDED_DEFAULT', 'TOY_METHODS', 'CELEBA_FOLDERS',
-           'FLOWERS_FOLDERS', 'IMAGE_SETS', 'IMAGE_PROFILES', 'WGAN_LR', 'Experiment', 'git_revision',
-           'launch_revision', 'hardware', 'write_json', 'read_json', 'config_betas', 'toy_members', 'run_toy_method',
-           'ImageSet', 'load_image_set', 'image_model', 'image_protocol', 'dataset_classifier', 'eval_mode',
-           'ImageEvaluator', 'run_image_method', 'image_run_dir', 'run_image_methods', 'runs_of', 'final_scores',
-           'diverged', 'mean_sd', 'tile', 'write_experiment_manifest', 'profile_choice', 'protocol_lines',
-           'without_flagged_cells', 'run_experiment', 'reproduce', 'summary_table', 'main']
+           'FLOWERS_FOLDERS', 'IMAGE_SETS', 'IMAGE_PROFILES', 'WGAN_LR', 'PROFILE_HELP', 'EXIT_CODES', 'Experiment',
+           'git_revision', 'launch_revision', 'hardware', 'write_json', 'DamagedRecordWarning', 'report', 'read_json',
+           'config_betas', 'toy_members', 'run_toy_method', 'ImageSet', 'load_image_set', 'image_model',
+           'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator', 'run_image_method', 'image_run_dir',
+           'run_image_methods', 'runs_of', 'final_scores', 'diverged', 'mean_sd', 'tile', 'write_experiment_manifest',
+           'write_table', 'profile_choice', 'protocol_lines', 'without_flagged_cells', 'experiment_figures',
+           'kernel_manager_logging_to', 'echoing', 'run_experiment', 'Interrupted', 'check_data_root', 'reproduce',
+           'status_text', 'summary_table', 'exit_code', 'interrupted_line', 'main']
 
 # %% ../nbs/07_reproduce.ipynb #c002
-import argparse, contextlib, json, os, platform, subprocess, sys, time
+import argparse, contextlib, json, os, platform, signal, subprocess, sys, threading, time, warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -77,10 +79,26 @@ def write_json(path, obj):
     tmp.write_text(json.dumps(obj, indent=2, default=str))
     os.replace(tmp, path)
 
+class DamagedRecordWarning(UserWarning):
+    "A manifest or run record exists but cannot be read: it is set aside and the work it records is redone."
+
+def report(message, category=UserWarning):
+    "Warn with `message`; inside a papermill kernel also print it to the kernel's own stderr, which reaches the driver's terminal."
+    warnings.warn(message, category, stacklevel=3)
+    if 'ipykernel' in sys.modules and sys.__stderr__ is not None and sys.stderr is not sys.__stderr__:
+        print(f'{category.__name__}: {message}', file=sys.__stderr__, flush=True)
+
 def read_json(path):
-    "The JSON in `path`, or None if it is missing or unreadable."
-    try: return json.loads(Path(path).read_text())
-    except (OSError, ValueError): return None
+    "The JSON in `path`; None if it is missing. A damaged file is reported (file, reason), renamed to <name>.damaged, and None returned."
+    path = Path(path)
+    try: return json.loads(path.read_text())
+    except FileNotFoundError: return None
+    except (OSError, ValueError) as e: reason = f'{type(e).__name__}: {e}'
+    aside = path.with_name(path.name + '.damaged')
+    try: os.replace(path, aside); where = f'moved to {aside.name}'
+    except OSError: where = 'left in place (its folder is not writable)'
+    report(f'damaged record {path} ({reason}); {where}; the work it records is redone', DamagedRecordWarning)
+    return None
 
 # %% ../nbs/07_reproduce.ipynb #c011
 from .losses import Betas, encode, make_loss
@@ -413,6 +431,13 @@ def write_experiment_manifest(out, name, profile, runs, skipped, **fields):
         runs={f'{k}/{t}/seed{s}': dict(status=m['status'], final=m['final'], train_seconds=m['train_seconds'], git=m['git'])
               for (k, t, s), m in sorted(runs.items())}))
 
+def write_table(path, lines, present, skipped):
+    "Write and print a results table: `lines` (title first) if any data set was `present`, else a note; then each data set left out and why."
+    if not present: lines = [lines[0], '', 'No data set of this table was found, so nothing was trained or scored.']
+    lines = [*lines, *(f'Skipped (no data): {k}: {why}' for k, why in skipped.items())]
+    Path(path).write_text('\n'.join(lines) + '\n')
+    print('\n'.join(lines))
+
 def profile_choice(table, profile):
     "table[profile], or a clear error naming the profiles there are."
     if profile not in table: raise ValueError(f'profile={profile!r}: choose one of {", ".join(table)}')
@@ -447,6 +472,38 @@ def without_flagged_cells(nb_path, out_path, flags=('slow', 'gpu')):
     nbformat.write(nb, out_path)
     return out_path
 
+def experiment_figures(profile, out='runs', fig_dir=None):
+    "Where `profile` writes figures and tables: `fig_dir`, else $ASINTROVAE_FIGURES, else <project>/figures; smoke: <out>/smoke/figures."
+    if fig_dir is None and not os.environ.get('ASINTROVAE_FIGURES') and profile == 'smoke':
+        fig_dir = Path(out)/'smoke'/'figures'             # smoke numbers are checks, not results: kept out of the tracked figures/
+    return figures_dir(fig_dir)
+
+def kernel_manager_logging_to(path):
+    "A jupyter kernel manager class whose kernels write their process-level stderr to `path`, not to our terminal."
+    from jupyter_client.manager import AsyncKernelManager
+    class LoggedKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            with open(path, 'a') as log: return await super()._async_launch_kernel(kernel_cmd, stderr=log, **kw)  # the child keeps its copy
+    return LoggedKernelManager
+
+@contextlib.contextmanager
+def echoing(path, marker=DamagedRecordWarning.__name__, every=0.5):
+    "While the block runs, print to our stderr each new line of the file `path` that contains `marker`."
+    stop = threading.Event()
+    def follow():
+        pos = 0
+        while True:
+            last = stop.wait(every)
+            try:
+                with open(path) as f: f.seek(pos); text = f.read(); pos = f.tell()
+            except FileNotFoundError: text = ''
+            for line in text.splitlines():
+                if marker in line: print(line, file=sys.stderr, flush=True)
+            if last: return
+    t = threading.Thread(target=follow, daemon=True); t.start()
+    try: yield
+    finally: stop.set(); t.join()
+
 def run_experiment(exp, profile='laptop', out='runs', fig_dir=None, device=None, force=False, progress=False, data_root=None):
     "Run experiment `exp` (an Experiment or its name) under `profile` with papermill; return its manifest."
     import papermill as pm
@@ -455,8 +512,9 @@ def run_experiment(exp, profile='laptop', out='runs', fig_dir=None, device=None,
     nb = project_root()/'nbs'/exp.notebook
     if not nb.exists(): raise FileNotFoundError(f'{nb} not found: run the driver from a checkout of asintrovae.')
     run_dir = Path(out)/profile; run_dir.mkdir(parents=True, exist_ok=True)
+    fig = experiment_figures(profile, out, fig_dir).resolve()
     # papermill runs the notebook in its own folder: relative paths given here must not change meaning there
-    params = exp.parameters(profile, figures_dir(fig_dir).resolve(), device, Path(data_root).resolve() if data_root else None)
+    params = exp.parameters(profile, fig, device, Path(data_root).resolve() if data_root else None)
     manifest_path = run_dir/f'{exp.name}.manifest.json'
     old = read_json(manifest_path)
     if not force and old and old.get('status') == 'ok' and old.get('parameters') == params:
@@ -467,11 +525,15 @@ def run_experiment(exp, profile='laptop', out='runs', fig_dir=None, device=None,
     source = nb                                         # below the paper profile, flagged cells are left out as in tests
     if profile != 'paper': source = without_flagged_cells(nb, nb.parent/f'.{nb.stem}.{profile}.tmp.ipynb')
     try:
-        pm.execute_notebook(str(source), str(run_dir/f'{exp.name}.ipynb'), parameters=params, kernel_name='python3',
-                            cwd=str(nb.parent), progress_bar=progress, log_output=False)
+        log = run_dir/f'{exp.name}.kernel.log'; log.write_text('')
+        with echoing(log):                              # the kernel's own stderr goes to its log; damaged records also to us
+            pm.execute_notebook(str(source), str(run_dir/f'{exp.name}.ipynb'), parameters=params, kernel_name='python3',
+                                cwd=str(nb.parent), progress_bar=progress, log_output=False,
+                                kernel_manager_class=kernel_manager_logging_to(log))
         manifest.update(status='ok')
-        result = read_json(figures_dir(fig_dir)/f'{exp.name}_{profile}.json') or {}     # an image notebook's own manifest
-        if result.get('skipped'): manifest['skipped_data'] = result['skipped']          # data sets it had to leave out
+        result = read_json(fig/f'{exp.name}_{profile}.json') or {}      # an image notebook's own manifest
+        if result.get('skipped'):                        # data sets it had to leave out: not done, so the next run does them
+            manifest.update(status='no data', skipped_data=result['skipped'], trained_any=bool(result.get('runs')))
     except Exception as e:          # papermill's own error carries the failing cell; anything else is reported as is
         manifest.update(status='failed', error=_failure(e))
     finally:
@@ -481,42 +543,99 @@ def run_experiment(exp, profile='laptop', out='runs', fig_dir=None, device=None,
     return manifest
 
 # %% ../nbs/07_reproduce.ipynb #c034
+PROFILE_HELP = {
+    'smoke': 'checks that every notebook runs end to end on tiny settings: a few minutes on a 2-core CPU, numbers not '
+             'meaningful; figures and tables go to runs/smoke/figures (ignored by git)',
+    'laptop': 'meaningful numbers on a 2-core CPU: about 1.7 hours when everything is trained from scratch, minutes when '
+              'the committed runs under figures/ are read back; writes figures/',
+    'paper': "the authors' protocol (toys 30,000 iterations of batch 512; images at full width for the epochs of their "
+             'train.sh, 3 seeds): meant for a GPU; on a 2-core CPU the toy table alone would take about 56 hours',
+}
+EXIT_CODES = {0: 'everything ran', 1: 'an experiment failed', 3: 'image data sets were missing (nothing failed)',
+              130: 'interrupted (Ctrl-C)'}
+
+class Interrupted(KeyboardInterrupt):
+    "Ctrl-C inside reproduce(): the manifests of the experiments that finished, and the one that was cut."
+    def __init__(self, finished, current):
+        super().__init__(current); self.finished, self.current = finished, current
+
+def check_data_root(data_root):
+    "A --data-root that does not exist is an error at once (not a run that skips every image data set)."
+    if data_root is not None and not Path(data_root).expanduser().is_dir():
+        raise FileNotFoundError(f'data root {data_root} does not exist or is not a folder (resolved: {Path(data_root).expanduser().resolve()}); '
+                                'pass the folder holding MNIST/, cifar10-partial/, ... (see data/README.md)')
+
 def reproduce(profile='laptop', only=None, out='runs', fig_dir=None, device=None, force=False, data_root=None):
-    "Run the experiments named in `only` (default: all) under `profile`; return their manifests in order."
+    "Run the experiments named in `only` (default: all) under `profile`; return their manifests in order. Ctrl-C raises Interrupted."
     names = list(only or EXPERIMENTS)
     unknown = [n for n in names if n not in EXPERIMENTS]
     if unknown: raise ValueError(f'unknown experiment(s) {unknown}: choose from {", ".join(EXPERIMENTS)}.')
+    check_data_root(data_root)
     results = []
     for n in names:
         print(f'[{profile}] {n}: {EXPERIMENTS[n].description} ...', flush=True)
-        m = run_experiment(n, profile, out, fig_dir, device, force, progress=True, data_root=data_root)
+        try: m = run_experiment(n, profile, out, fig_dir, device, force, progress=True, data_root=data_root)
+        except KeyboardInterrupt: raise Interrupted(results, n) from None
         results.append(m)
         print(f'[{profile}] {n}: ' + ('already done (manifest ok), skipped' if m.get('skipped') else f"{m['status']} in {m['wall_seconds']} s"), flush=True)
     return results
 
+def status_text(m):
+    "The status of one experiment as the summary shows it."
+    if m.get('skipped'): return 'skipped (done)'
+    if m['status'] == 'no data': return 'partial (no data)' if m.get('trained_any') else 'skipped (no data)'
+    return m['status']
+
 def summary_table(manifests):
-    "A Markdown table of experiment, status, wall time and a note: the error, or the data sets left out and why."
+    "A Markdown table of experiment, status, wall time and a note: the error, or each data set left out, where it was looked for and how to get it."
     rows = ['| experiment | status | wall time (s) | note |', '|---|---|---|---|']
     for m in manifests:
-        status = 'skipped (done)' if m.get('skipped') else m['status']
-        note = m.get('error', '') or '; '.join(f'data set {k} skipped: {v.split(". ")[0]}' for k, v in m.get('skipped_data', {}).items())
-        rows.append(f"| {m['experiment']} | {status} | {m.get('wall_seconds', '')} | {note} |")
+        note = m.get('error', '') or ' '.join(f'no data for {k}: {v}' for k, v in m.get('skipped_data', {}).items())
+        if m.get('skipped_data'): note += ' See data/README.md for the layout and how to get each data set, or pass --data-root.'
+        rows.append(f"| {m['experiment']} | {status_text(m)} | {m.get('wall_seconds', '')} | {note.replace('|', '/')} |")
     return '\n'.join(rows)
 
+def exit_code(manifests):
+    "0 when everything ran, 1 when an experiment failed, 3 when only data sets were missing (see EXIT_CODES)."
+    if any(m['status'] == 'failed' for m in manifests): return 1
+    return 3 if any(m['status'] == 'no data' for m in manifests) else 0
+
+def interrupted_line(e, argv, profile):
+    "One line for Ctrl-C: what finished, what was cut, and the command that resumes."
+    import shlex
+    done = ', '.join(m['experiment'] for m in e.finished) or 'nothing'
+    command = ' '.join(shlex.quote(a) for a in ['asintrovae-reproduce', *argv])
+    return (f'Interrupted during {e.current} ({profile} profile); finished: {done}. To resume, run the same command again '
+            f'(finished experiments and the finished runs inside {e.current} are kept): {command}')
+
 def main(argv=None):
-    "Command line: asintrovae-reproduce --profile laptop [--only a b] [--data-root DIR] [--out runs] [--figures figures] [--device cpu] [--force]"
-    p = argparse.ArgumentParser(prog='asintrovae-reproduce', description='Rebuild the figures and tables of AS-IntroVAE.')
-    p.add_argument('--profile', default='laptop', choices=PROFILES)
-    p.add_argument('--only', nargs='+', choices=list(EXPERIMENTS), help='experiments to run (default: all)')
-    p.add_argument('--out', default=str(project_root()/'runs'), help='executed notebooks and manifests')
-    p.add_argument('--figures', default=None, help='where figures and tables go (default: <project>/figures)')
+    "Command line: asintrovae-reproduce [--profile laptop] [--only a b] [--data-root DIR] [--out runs] [--figures DIR] [--device cpu] [--force]"
+    argv = sys.argv[1:] if argv is None else list(argv)
+    p = argparse.ArgumentParser(
+        prog='asintrovae-reproduce', formatter_class=argparse.RawDescriptionHelpFormatter,
+        description='Rebuild the figures and tables of AS-IntroVAE (Lu et al., ACML 2022) by running the experiment notebooks.\n\n'
+                    'profiles (default: laptop):\n' + '\n'.join(f'  {k:7s} {v}' for k, v in PROFILE_HELP.items()),
+        epilog='experiments: ' + ', '.join(EXPERIMENTS) + '. Finished runs are read back, not redone (--force redoes them).\n'
+               'exit status: ' + '; '.join(f'{k} {v}' for k, v in EXIT_CODES.items()) + '.')
+    p.add_argument('--profile', default='laptop', choices=PROFILES, help='the budget to run at (default: laptop; see above)')
+    p.add_argument('--only', nargs='+', choices=list(EXPERIMENTS), metavar='EXPERIMENT', help='experiments to run (default: all)')
+    p.add_argument('--out', default=str(project_root()/'runs'), help='executed notebooks and manifests (default: <project>/runs)')
+    p.add_argument('--figures', default=None, help='where figures and tables go (default: <project>/figures; smoke: <out>/smoke/figures)')
     p.add_argument('--device', default=None, help='torch device for the experiments, e.g. cpu or cuda')
     p.add_argument('--data-root', default=None, help='folder holding the image data sets (default: $ASINTROVAE_DATA or <project>/data)')
     p.add_argument('--force', action='store_true', help='rerun experiments whose manifest says they are done')
     a = p.parse_args(argv)
-    manifests = reproduce(a.profile, a.only, a.out, a.figures, a.device, a.force, a.data_root)
+    try: check_data_root(a.data_root)
+    except FileNotFoundError as e: p.error(str(e))
+    try: manifests = reproduce(a.profile, a.only, a.out, a.figures, a.device, a.force, a.data_root)
+    except Interrupted as e:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)        # a second Ctrl-C while we print must not start a traceback
+        print('\n' + interrupted_line(e, argv, a.profile), file=sys.stderr, flush=True)
+        return 130
     print('\n' + summary_table(manifests))
-    return 0 if all(m['status'] == 'ok' for m in manifests) else 1
+    code = exit_code(manifests)
+    if code: print(f'exit status {code}: {EXIT_CODES[code]}', file=sys.stderr)
+    return code
 
 # %% ../nbs/07_reproduce.ipynb #c036
 #| eval: false

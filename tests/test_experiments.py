@@ -1,4 +1,5 @@
 """Every experiment notebook under nbs/experiments runs through the papermill driver at its smoke profile."""
+import json
 import os
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import pytest
 from asintrovae.reproduce import EXPERIMENTS, run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent/'shared'/'data'                # the real data beside the checkout, as in CI
+from datapaths import SHARED                         # the real data beside the checkout, as in CI
 DATA = str(SHARED) if SHARED.exists() else None
 PROFILED = [name for name, e in EXPERIMENTS.items() if e.takes_profile]
 
@@ -43,19 +44,76 @@ def test_failing_experiment_is_reported_with_its_cell(tmp_path, monkeypatch):
     assert m['status'] == 'failed' and 'ValueError' in m['error'] and 'broken on purpose' in m['error']
 
 
-def test_missing_data_is_a_named_skip(tmp_path):
-    "An image experiment whose data is absent completes, and the driver's summary names the data set and where it looked."
-    from asintrovae.reproduce import summary_table
+def test_missing_data_is_a_skip_not_a_success(tmp_path, capsys):
+    "Data absent: the summary says 'skipped (no data)' with where it looked, the exit status is 3, and nothing is recorded as done."
+    from asintrovae.reproduce import main, read_json
     empty = tmp_path/'no-data'; empty.mkdir()
     rel = lambda p: os.path.relpath(p)                  # a relative --data-root means the same inside papermill's folder
-    m = run_experiment('reconstruction', profile='smoke', out=tmp_path/'runs', fig_dir=rel(tmp_path/'figures'), data_root=rel(empty))
-    assert m['status'] == 'ok', m.get('error')
+    argv = ['--profile', 'smoke', '--only', 'reconstruction', '--out', str(tmp_path/'runs'), '--figures', rel(tmp_path/'figures'),
+            '--data-root', rel(empty)]
+    assert main(argv) == 3
+    out = capsys.readouterr()
+    assert '| reconstruction | skipped (no data) |' in out.out and 'data/README.md' in out.out and 'exit status 3' in out.err
+    assert f'no data for oxford64: no folder images under {empty}' in out.out and str(empty/'flowers-subset'/'jpg') in out.out
+    m = read_json(tmp_path/'runs'/'smoke'/'reconstruction.manifest.json')
+    assert m['status'] == 'no data' and set(m['skipped_data']) == {'mnist', 'oxford64'} and not m['trained_any']
     assert m['parameters']['data_root'] == str(empty) and m['parameters']['out_dir'] == str(tmp_path/'figures')
-    assert set(m['skipped_data']) == {'mnist', 'oxford64'}
-    assert 'flowers-subset/jpg' in m['skipped_data']['oxford64'] and str(empty) in m['skipped_data']['mnist']
-    summary = summary_table([m])
-    assert 'data set mnist skipped' in summary and 'data set oxford64 skipped' in summary
-    assert 'Skipped: oxford64' in (tmp_path/'figures'/'table3_smoke.md').read_text()
+    table = (tmp_path/'figures'/'table3_smoke.md').read_text()
+    assert 'No data set of this table was found' in table and 'Skipped (no data): oxford64' in table and '| method |' not in table
+    assert main(argv) == 3                              # not recorded as done: asked again, it runs again
+    assert 'already done' not in capsys.readouterr().out
+
+
+def test_a_data_root_that_does_not_exist_is_an_error_at_once(tmp_path, capsys):
+    from asintrovae.reproduce import main
+    with pytest.raises(SystemExit) as e: main(['--profile', 'smoke', '--out', str(tmp_path), '--data-root', str(tmp_path/'nowhere')])
+    assert e.value.code == 2 and f'data root {tmp_path/"nowhere"} does not exist' in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())                 # nothing ran
+
+
+def test_help_names_the_default_profile_and_each_budget(capsys):
+    from asintrovae.reproduce import main
+    with pytest.raises(SystemExit): main(['--help'])
+    out = capsys.readouterr().out
+    assert 'default: laptop' in out and 'exit status' in out
+    for line in ('smoke   checks that every notebook runs', 'laptop  meaningful numbers on a 2-core CPU: about', "paper   the authors' protocol"):
+        assert line in out, out
+
+
+@pytest.mark.skipif(DATA is None, reason='needs the shared MNIST beside the checkout')
+def test_damaged_records_are_reported_then_redone(tmp_path, capfd):
+    "A cut-off driver manifest and a cut-off run record: each is named with its reason (the run's from inside the kernel), then redone."
+    from asintrovae.reproduce import DamagedRecordWarning
+    args = dict(profile='smoke', out=tmp_path/'runs', fig_dir=tmp_path/'figures', data_root=DATA)
+    assert run_experiment('stability', **args)['status'] == 'ok'
+    manifest = tmp_path/'runs'/'smoke'/'stability.manifest.json'
+    record = tmp_path/'figures'/'image_runs_smoke'/'mnist'/'s-introvae_seed0.json'
+    for f in (manifest, record): f.write_text(f.read_text()[:200])          # cut off, as by a full disk
+    capfd.readouterr()
+    with pytest.warns(DamagedRecordWarning, match='stability.manifest.json'): m = run_experiment('stability', **args)
+    assert m['status'] == 'ok' and not m.get('skipped')
+    err = capfd.readouterr().err
+    assert f'damaged record {record} (JSONDecodeError' in err, err[-3000:]
+    assert record.with_name(record.name + '.damaged').exists() and json.loads(record.read_text())['status'] == 'done'
+
+
+def test_ctrl_c_prints_one_line_that_says_how_to_resume(tmp_path):
+    "SIGINT twice while a notebook runs: no traceback, one line naming what finished, what was cut and the command; exit 130."
+    import signal, subprocess, sys, time
+    empty = tmp_path/'no-data'; empty.mkdir()
+    cmd = [sys.executable, '-m', 'asintrovae.reproduce', '--profile', 'smoke', '--only', 'stability', 'toy_2d',
+           '--out', str(tmp_path/'runs'), '--figures', str(tmp_path/'figures'), '--data-root', str(empty)]
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out = ''
+    while '[smoke] toy_2d:' not in out:                 # stability (no data: seconds) has finished, toy_2d has started
+        line = p.stdout.readline(); assert line, f'the driver ended early: {p.stderr.read()[-3000:]}'; out += line
+    time.sleep(6)                                       # inside the toy notebook's training
+    p.send_signal(signal.SIGINT); time.sleep(0.3); p.send_signal(signal.SIGINT)
+    rest, err = p.communicate(timeout=120)
+    text = out + rest + err
+    assert p.returncode == 130 and 'Traceback' not in text and 'Error' not in text.replace('Errors', ''), text[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith('Interrupted during toy_2d (smoke profile); finished: stability.') and ' '.join(cmd[3:]) in last, last
 
 
 @pytest.mark.skipif(DATA is None, reason='needs the shared MNIST beside the checkout')

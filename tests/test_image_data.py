@@ -12,8 +12,7 @@ import asintrovae.data as data
 from asintrovae.data import (DatasetNotFoundError, LoaderBatches, TensorBatches, cache_dir, image_dataset,
                              load_images)
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent/'shared'/'data'
+from datapaths import ROOT, SHARED
 CELEBA_SUBSET = 'celeba-subset/img_align_celeba_89x109'
 pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason=f'no shared data copy at {SHARED}')
 
@@ -87,13 +86,40 @@ def test_missing_and_wrong_requests_name_the_path(tmp_path):
     with pytest.raises(ValueError, match='resolution 64 is not available'): load_images('cifar10', 64, data_root=SHARED)
 
 
-def test_read_only_root_is_never_written(tmp_path, monkeypatch):
+def tree(root):
+    "Every path under `root` with its size and modification time: what 'left unchanged' means."
+    return sorted((str(p.relative_to(root)), p.lstat().st_size, p.lstat().st_mtime_ns) for p in Path(root).rglob('*'))
+
+
+@pytest.fixture
+def read_only_root(tmp_path):
+    "A read-only data root made here (4 flower images, folders and files without write permission), made writable again after."
+    root = tmp_path/'ro'; jpg = root/'flowers-subset'/'jpg'; jpg.mkdir(parents=True)
+    for f in sorted((SHARED/'flowers-subset'/'jpg').glob('*.jpg'))[:4]: shutil.copy(f, jpg/f.name)
+    paths = [*root.rglob('*'), root]
+    for p in paths: p.chmod(0o555 if p.is_dir() else 0o444)
+    yield root
+    for p in paths: p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+def test_read_only_root_is_never_written(read_only_root, tmp_path, monkeypatch):
     monkeypatch.delenv('ASINTROVAE_CACHE')
     monkeypatch.setenv('XDG_CACHE_HOME', str(tmp_path/'user'))
-    assert cache_dir(SHARED) == tmp_path/'user'/'asintrovae'
-    before = sorted(p.name for p in SHARED.iterdir())
-    load_images('folder:flowers-subset/jpg', 28, data_root=SHARED, limit=4)
-    assert sorted(p.name for p in SHARED.iterdir()) == before and len(list((tmp_path/'user'/'asintrovae').glob('*.pt'))) == 1
+    assert cache_dir(read_only_root) == tmp_path/'user'/'asintrovae'
+    before = tree(read_only_root)
+    load_images('folder:flowers-subset/jpg', 28, data_root=read_only_root)
+    assert tree(read_only_root) == before and len(list((tmp_path/'user'/'asintrovae').glob('*.pt'))) == 1
+
+
+def test_writable_root_gets_the_cache_unless_one_is_set(tmp_path, monkeypatch):
+    "A writable data root holds the cache only when nothing else is configured; the test suite always configures one."
+    root = tmp_path/'data'; (root/'pics').mkdir(parents=True)
+    shutil.copy(sorted((SHARED/'flowers-subset'/'jpg').glob('*.jpg'))[0], root/'pics'/'a.jpg')
+    before = tree(root)
+    load_images('folder:pics', 28, data_root=root)                      # the suite's private cache (fixture above)
+    assert tree(root) == before
+    monkeypatch.delenv('ASINTROVAE_CACHE')
+    assert cache_dir(root) == root/'cache'
 
 
 def test_changed_source_invalidates_cache(tmp_path, private_cache):

@@ -14,7 +14,7 @@ from asintrovae.metrics import reconstruction_metrics
 from asintrovae.models import VAE, Critic, ImageDecoder, image_vae
 from asintrovae.train import Trainer, TrainConfig
 
-SHARED = Path(__file__).resolve().parents[2]/'shared'/'data'
+from datapaths import SHARED
 pytestmark = pytest.mark.skipif(not (SHARED/'MNIST'/'raw').exists(), reason=f'needs the shared MNIST copy in {SHARED}')
 BATCH, SCALE, Z, LR = 64, 1/16, 32, 1e-3      # a short epoch needs a larger step than the paper's 2e-4
 
