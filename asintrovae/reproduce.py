@@ -4,14 +4,15 @@
 
 # %% auto #0
 __all__ = ['PROFILES', 'EXPERIMENTS', 'TOY_CONFIGS', 'RECOMMENDED', 'RECOMMENDED_DEFAULT', 'TOY_METHODS', 'CELEBA_FOLDERS',
-           'FLOWERS_FOLDERS', 'IMAGE_SETS', 'IMAGE_PROFILES', 'WGAN_LR', 'PROFILE_HELP', 'EXIT_CODES', 'Experiment',
-           'git_revision', 'launch_revision', 'hardware', 'write_json', 'DamagedRecordWarning', 'report', 'read_json',
-           'config_betas', 'toy_members', 'run_toy_method', 'ImageSet', 'load_image_set', 'image_model',
-           'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator', 'run_image_method', 'image_run_dir',
-           'run_image_methods', 'runs_of', 'final_scores', 'diverged', 'mean_sd', 'tile', 'write_experiment_manifest',
-           'write_table', 'profile_choice', 'protocol_lines', 'without_flagged_cells', 'experiment_figures',
-           'kernel_manager_logging_to', 'echoing', 'run_experiment', 'Interrupted', 'check_data_root', 'reproduce',
-           'status_text', 'summary_table', 'exit_code', 'interrupted_line', 'main']
+           'FLOWERS_FOLDERS', 'IMAGE_SETS', 'SET_NAMES', 'IMAGE_PROFILES', 'WGAN_LR', 'PROFILE_HELP', 'EXIT_CODES',
+           'Experiment', 'git_revision', 'launch_revision', 'hardware', 'write_json', 'DamagedRecordWarning', 'report',
+           'read_json', 'config_betas', 'toy_members', 'run_toy_method', 'ImageSet', 'set_name', 'load_image_set',
+           'image_model', 'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator', 'run_image_method',
+           'image_run_dir', 'run_image_methods', 'runs_of', 'final_scores', 'diverged', 'mean_sd', 'tile',
+           'write_experiment_manifest', 'write_table', 'profile_choice', 'protocol_lines', 'protocol_text',
+           'without_flagged_cells', 'experiment_figures', 'kernel_manager_logging_to', 'echoing', 'run_experiment',
+           'Interrupted', 'check_data_root', 'reproduce', 'status_text', 'summary_table', 'exit_code',
+           'interrupted_line', 'main']
 
 # %% ../nbs/07_reproduce.ipynb #c002
 import argparse, contextlib, json, os, platform, signal, subprocess, sys, threading, time, warnings
@@ -177,6 +178,13 @@ IMAGE_SETS = {
     'celeba128': ImageSet('celeba', 128, CELEBA_FOLDERS, (0.5, 1.0, 256.0), 256), 'oxford128': ImageSet('folder', 128, FLOWERS_FOLDERS),
     'celeba256': ImageSet('celeba', 256, CELEBA_FOLDERS, (0.5, 1.0, 1024.0), 256),
 }
+
+SET_NAMES = {'mnist': 'MNIST', 'cifar10': 'CIFAR-10', 'celeba64': 'CelebA 64 px', 'celeba128': 'CelebA-128', 'celeba256': 'CelebA-256',
+             'oxford64': 'Oxford-102 Flowers 64 px', 'oxford128': 'Oxford-102 Flowers 128 px'}
+
+def set_name(key):
+    "How tables and figures name image set `key` (the paper's Table 3 says 'Oxford' for Oxford-102 Flowers)."
+    return SET_NAMES.get(key, key)
 
 def _image_folder(spec, root):
     "The first of spec.folders that exists under `root`, else DatasetNotFoundError naming them all."
@@ -449,12 +457,18 @@ def protocol_lines(runs, key):
     if not ms: return []
     m, P = ms[0], ms[0]['settings']['protocol']
     seconds = sum(r['train_seconds'] for r in ms)
-    return [f"{key}: {m['n_train']:,} training images at {m['settings']['set']['resolution']} px, test: {m['split']} ({m['n_test']:,} images); "
+    return [f"{set_name(key)}: {m['n_train']:,} training images at {m['settings']['set']['resolution']} px, test: {m['split']} ({m['n_test']:,} images); "
             f"{P['epochs']} epochs of batch {P['batch_size']} ({m['iterations']:,} iterations), width x{P['width_scale']:g}, "
             f"z = {m['settings']['set']['z_dim']}, Adam lr {P['lr']:g} (WGAN-GP {WGAN_LR:g}), betas {tuple(m['settings']['set']['betas'])}; "
             f"metrics on {P['n_eval']:,} samples from fixed noise vs {P['n_eval']:,} training images and on the test images; "
             f"classifier FD: rotation-prediction CNN (accuracy {m['classifier']['accuracy']:.2f}, {m['classifier']['epochs']} epochs); "
             f"{len(ms)} runs, {seconds/60:.1f} min of training on {m['hardware']}."]
+
+def protocol_text(runs, keys):
+    "The 'Protocol:' paragraph under a table: protocol_lines of each data set in `keys`, and why the minutes overlap."
+    return ('Protocol: ' + ' '.join(l for k in keys for l in protocol_lines(runs, k)) + ' The image runs are shared between '
+            'the tables (the first notebook that needs a run trains it, the others read it back), so the minutes of '
+            'training of different tables overlap and add up to more than the notebooks took.')
 
 # %% ../nbs/07_reproduce.ipynb #c032
 def _failure(exc):

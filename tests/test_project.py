@@ -78,6 +78,18 @@ def test_readme_in_sync_with_index():
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_readme_snippet_prints_as_a_script(tmp_path):
+    "The 'In a few lines' code of the README, saved as a script and run, prints its three distances (the last one zero)."
+    readme = (ROOT/'README.md').read_text()
+    code = readme.split('## In a few lines', 1)[1].split('```', 2)[1].removeprefix('python').strip()
+    (tmp_path/'snippet.py').write_text(code)
+    r = _run([sys.executable, str(tmp_path/'snippet.py')], tmp_path)
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and len(lines) == 3, r.stdout + r.stderr
+    paper, marginal, same = (float(l.split(':')[1]) for l in lines)
+    assert paper > 0 and marginal > 0 and abs(same) < 1e-6
+
+
 def test_settings_for_nbdev2():
     "tst_flags must be space-separated (with '|' nbdev 2 skips nothing) and the papermill tag must survive cleaning."
     from nbdev.config import get_config
