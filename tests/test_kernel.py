@@ -91,3 +91,42 @@ def test_cuda_matches_cpu():
     cpu = as_distance(mu_r, var_r, mu_g, var_g, kernel='marginal')
     gpu = as_distance(*(t.cuda() for t in (mu_r, var_r, mu_g, var_g)), kernel='marginal')
     assert torch.isclose(cpu, gpu.cpu(), rtol=1e-10)
+
+
+def _official_by_hand(mu_a, lv_a, mu_b, lv_b, reduce):
+    "The official code's Gaussian_Distance with plain Python loops over pairs and dimensions (inputs: lists of lists)."
+    def term(m1, l1, m2, l2):
+        vals = [math.exp(-0.5*(m1[i][t] - m2[j][t])**2/(math.exp(l1[i][t]) + math.exp(l2[j][t])))
+                / math.sqrt(math.exp(l1[i][t]) + math.exp(l2[j][t]))
+                for i in range(len(m1)) for j in range(len(m2)) for t in range(len(m1[0]))]
+        return sum(vals)/len(vals) if reduce == 'mean' else sum(vals)
+    return term(mu_a, lv_a, mu_a, lv_a) + term(mu_b, lv_b, mu_b, lv_b) - 2*term(mu_a, lv_a, mu_b, lv_b)
+
+
+def test_official_code_reductions_by_hand():
+    "kernel='official' with reduction 'mean_dims' (decoder) / 'sum' (encoder) is LOUEY233/AS-IntroVAE's Gaussian_Distance."
+    # one posterior per batch, one dimension, variances 1: every term is exp(-diff^2/4)/sqrt(2)
+    t = lambda x: torch.tensor(x, dtype=torch.float64)
+    expected = 2/math.sqrt(2) - 2*math.exp(-0.25)/math.sqrt(2)          # = 0.31290...
+    assert math.isclose(expected, 0.3129, abs_tol=1e-4)
+    for red in ('mean_dims', 'sum', 'mean'):
+        assert math.isclose(as_distance_logvar(t([[0.]]), t([[0.]]), t([[1.]]), t([[0.]]), kernel='official', reduction=red).item(),
+                            expected, rel_tol=1e-12)
+    # two posteriors per batch in two dimensions, squashed by tanh as the official code does
+    mu_a, lv_a = [[0.3, -1.2], [2.0, 0.1]], [[0.5, -0.7], [-2.0, 1.5]]
+    mu_b, lv_b = [[-0.4, 0.9], [1.1, -0.3]], [[0.0, 0.8], [-1.1, -0.2]]
+    sq = [[[math.tanh(v) for v in row] for row in m] for m in (mu_a, lv_a, mu_b, lv_b)]
+    for red, reduce in (('mean_dims', 'mean'), ('sum', 'none')):
+        ours = as_distance_logvar(t(mu_a), t(lv_a), t(mu_b), t(lv_b), kernel='official', squash=True, reduction=red).item()
+        assert math.isclose(ours, _official_by_hand(*sq, reduce), rel_tol=1e-12)
+    # the sum is B^2 d = 8 times the mean over pairs and dimensions; our default mean over pairs is d = 2 times it
+    dec = as_distance_logvar(t(mu_a), t(lv_a), t(mu_b), t(lv_b), kernel='official', squash=True, reduction='mean_dims')
+    enc = as_distance_logvar(t(mu_a), t(lv_a), t(mu_b), t(lv_b), kernel='official', squash=True, reduction='sum')
+    pairs = as_distance_logvar(t(mu_a), t(lv_a), t(mu_b), t(lv_b), kernel='official', squash=True)
+    assert math.isclose(enc.item(), 8*dec.item(), rel_tol=1e-12) and math.isclose(pairs.item(), 2*dec.item(), rel_tol=1e-12)
+
+
+def test_unknown_reduction_message():
+    mu_r, var_r, mu_g, var_g = _batches()
+    with pytest.raises(ValueError, match="reduction='max'.*mean_dims"):
+        as_distance(mu_r, var_r, mu_g, var_g, reduction='max')
