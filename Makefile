@@ -6,7 +6,7 @@ PROFILE ?= laptop
 DATA    ?= $(if $(wildcard ../shared/data),../shared/data,data)
 BIN     := $(VENV)/bin
 
-.PHONY: install reproduce test
+.PHONY: install reproduce test book
 
 install: $(VENV)/.installed
 
@@ -21,3 +21,7 @@ reproduce: install
 
 test: install
 	OMP_NUM_THREADS=1 MPLBACKEND=Agg PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+
+# the book: every chapter executed and rendered to _book/ (offline HTML; see tools/build_book.py)
+book: install
+	$(BIN)/python tools/build_book.py --data-root $(DATA)

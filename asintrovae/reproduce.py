@@ -15,7 +15,7 @@ __all__ = ['PROFILES', 'EXPERIMENTS', 'TOY_CONFIGS', 'RECOMMENDED', 'RECOMMENDED
            'interrupted_line', 'main']
 
 # %% ../nbs/07_reproduce.ipynb #c002
-import argparse, contextlib, json, os, platform, signal, subprocess, sys, threading, time, warnings
+import argparse, contextlib, json, os, platform, signal, subprocess, sys, textwrap, threading, time, warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -628,7 +628,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(
         prog='asintrovae-reproduce', formatter_class=argparse.RawDescriptionHelpFormatter,
         description='Rebuild the figures and tables of AS-IntroVAE (Lu et al., ACML 2022) by running the experiment notebooks.\n\n'
-                    'profiles (default: laptop):\n' + '\n'.join(f'  {k:7s} {v}' for k, v in PROFILE_HELP.items()),
+                    'profiles (default: laptop):\n' + '\n'.join(textwrap.fill(v, 110, initial_indent=f'  {k:8s}', subsequent_indent=' '*10)
+                                                             for k, v in PROFILE_HELP.items()),
         epilog='experiments: ' + ', '.join(EXPERIMENTS) + '. Finished runs are read back, not redone (--force redoes them).\n'
                'exit status: ' + '; '.join(f'{k} {v}' for k, v in EXIT_CODES.items()) + '.')
     p.add_argument('--profile', default='laptop', choices=PROFILES, help='the budget to run at (default: laptop; see above)')
