@@ -3,6 +3,7 @@ setting (0.3, 0.2, 0.9), 3 seeds, under several (iterations, batch, warm-up, mil
 protocol twice as long as the other so that "doubling the iterations changes the seed-mean KL and mode count by less
 than the seed spread" can be read off; plus the same at bf16 hidden layers for the fp32-vs-bf16 agreement check.
 
+The plan runs the cheapest protocol first, float32 and bf16 next to each other (the agreement check arrives early).
 Every (protocol, precision, method) is one `run_toy_method` stack with its own manifest and checkpoint under
 --out/<protocol>_<precision>/, evaluated (toy KL, JSD, modes) every iterations/40 for the KL-vs-iterations curve.
 A finished stack is read back, an interrupted one resumes from its checkpoint, so the study is resumed by running the
@@ -18,16 +19,17 @@ import torch
 from asintrovae.reproduce import run_toy_method
 from asintrovae.train import TrainConfig
 
-# name: (iterations, batch, warm-up, milestones); cheapest first so that results arrive early
+# name: (iterations, batch, warm-up, milestones)
 PROTOCOLS = {
     '6k_x512':  (6_000, 512, 400, (4_000, 5_000)),
     '12k_x512': (12_000, 512, 800, (8_000, 10_000)),       # milestones at 2/3 and 5/6
     '15k_x128': (15_000, 128, 1_000, (5_000, 7_500)),      # the paper's schedule shape, half as long
     '30k_x128': (30_000, 128, 2_000, (10_000, 15_000)),    # the paper's iterations, warm-up and milestones at batch 128
 }
-PLAN = [('6k_x512', 'float32'), ('6k_x512', 'bf16'), ('12k_x512', 'float32'), ('15k_x128', 'float32'),
-        ('12k_x512', 'bf16'), ('30k_x128', 'float32')]
-METHODS = ('s-introvae', 'as-introvae')
+S, AS = 's-introvae', 'as-introvae'
+PLAN = [('6k_x512', 'float32', S), ('6k_x512', 'bf16', S), ('6k_x512', 'float32', AS), ('6k_x512', 'bf16', AS),
+        ('12k_x512', 'float32', S), ('15k_x128', 'float32', S), ('12k_x512', 'float32', AS), ('15k_x128', 'float32', AS),
+        ('12k_x512', 'bf16', S), ('30k_x128', 'float32', S), ('30k_x128', 'float32', AS), ('12k_x512', 'bf16', AS)]
 
 
 def main():
@@ -39,20 +41,19 @@ def main():
     p.add_argument('--list', action='store_true')
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    for name, precision in PLAN:
+    for name, precision, method in PLAN:
         if a.only and name not in a.only: continue
         iterations, batch, warmup, milestones = PROTOCOLS[name]
         cfg = TrainConfig(iterations=iterations, warmup=warmup, milestones=milestones, log_every=max(iterations//40, 1),
                           eval_every=max(iterations//40, 1), checkpoint_every=max(iterations//20, 1), seed=0, progress=False)
-        for method in METHODS:
-            run_dir = Path(a.out)/f'{name}_{precision}'
-            if a.list: print(run_dir/f'{method}.json', (run_dir/f'{method}.json').exists()); continue
-            t0 = time.time()
-            print(f'{time.strftime("%H:%M:%S")} {name} {precision} {method}: start', flush=True)
-            m = run_toy_method(method, '8gaussians', ['recommended'], a.seeds, cfg, batch, run_dir, precision=precision)
-            f = m['final']
-            print(f'{time.strftime("%H:%M:%S")} {name} {precision} {method}: {m["train_seconds"]:.0f} s training '
-                  f'({time.time() - t0:.0f} s now); KL {[round(v, 2) for v in f["kl"]]}, modes {f.get("modes")}', flush=True)
+        run_dir = Path(a.out)/f'{name}_{precision}'
+        if a.list: print(run_dir/f'{method}.json', (run_dir/f'{method}.json').exists()); continue
+        t0 = time.time()
+        print(f'{time.strftime("%H:%M:%S")} {name} {precision} {method}: start', flush=True)
+        m = run_toy_method(method, '8gaussians', ['recommended'], a.seeds, cfg, batch, run_dir, precision=precision)
+        f = m['final']
+        print(f'{time.strftime("%H:%M:%S")} {name} {precision} {method}: {m["train_seconds"]:.0f} s training '
+              f'({time.time() - t0:.0f} s now); KL {[round(v, 2) for v in f["kl"]]}, modes {f.get("modes")}', flush=True)
 
 
 if __name__ == '__main__':
