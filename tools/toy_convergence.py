@@ -9,9 +9,11 @@ Every (protocol, precision, method) is one `run_toy_method` stack with its own m
 A finished stack is read back, an interrupted one resumes from its checkpoint, so the study is resumed by running the
 same command again.
 
-Usage: python tools/toy_convergence.py [--out runs/toy_convergence] [--threads 1] [--only NAME ...] [--list]
+Usage: python tools/toy_convergence.py [--out runs/toy_convergence] [--threads 1] [--only NAME ...] [--list | --summary]
+--summary prints, for every finished stack, the final KL, JSD and modes per seed, their seed mean and sd, and the
+seed-mean KL at half the iterations (from the evaluations during training).
 """
-import argparse, time
+import argparse, json, statistics, time
 from pathlib import Path
 
 import torch
@@ -39,8 +41,10 @@ def main():
     p.add_argument('--seeds', type=int, default=3)
     p.add_argument('--only', nargs='*', help='protocol names to run (default: the whole plan)')
     p.add_argument('--list', action='store_true')
+    p.add_argument('--summary', action='store_true')
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    if a.summary: return summary(a.out)
     for name, precision, method in PLAN:
         if a.only and name not in a.only: continue
         iterations, batch, warmup, milestones = PROTOCOLS[name]
@@ -54,6 +58,23 @@ def main():
         f = m['final']
         print(f'{time.strftime("%H:%M:%S")} {name} {precision} {method}: {m["train_seconds"]:.0f} s training '
               f'({time.time() - t0:.0f} s now); KL {[round(v, 2) for v in f["kl"]]}, modes {f.get("modes")}', flush=True)
+
+
+def mean_sd(v): return f'{statistics.mean(v):.2f} ± {statistics.stdev(v):.2f}' if len(v) > 1 else f'{v[0]:.2f}'
+
+
+def summary(out):
+    "One line per finished (protocol, precision, method): final KL/JSD mean ± sd over seeds, per-seed KL and modes, KL at T/2."
+    print('| protocol | precision | method | KL | JSD | KL per seed | modes per seed | KL at T/2 | training s |')
+    print('|---|---|---|---|---|---|---|---|---|')
+    for name, precision, method in PLAN:
+        path = Path(out)/f'{name}_{precision}'/f'{method}.json'
+        if not path.exists(): continue
+        m = json.loads(path.read_text()); f = m['final']
+        half = m['settings']['train']['iterations']//2
+        mid = next((e for e in m['evals'] if e.get('it') == half), None)
+        print(f"| {name} | {precision} | {method} | {mean_sd(f['kl'])} | {mean_sd(f['jsd'])} | {[round(v, 1) for v in f['kl']]} | "
+              f"{f.get('modes')} | {mean_sd(mid['kl']) if mid else '-'} | {m['train_seconds']:.0f} |")
 
 
 if __name__ == '__main__':
