@@ -82,7 +82,13 @@ class VAELoss:
 class SoftIntroVAELoss:
     "Soft-IntroVAE (Eq. 4): soft exponential of the fake ELBOs for the encoder, fake ELBOs for the decoder."
     joint, name, fake_rec_in_decoder = False, 's-introvae', True
-    def __init__(self, betas): self.betas = betas
+    def __init__(self, betas, detach_target=False):
+        self.betas, self.detach_target = betas, detach_target
+
+    @property
+    def options(self):
+        "The choices that change what this loss computes (recorded in every run's manifest)."
+        return dict(detach_target=self.detach_target)
 
     def fake_divergences(self, kls, posteriors, real_posterior, it, logs):
         "The divergence of each fake kind's posteriors (dicts by 'fake'/'rec'); here: their KL to the prior. -> [..., B] each"
@@ -95,15 +101,16 @@ class SoftIntroVAELoss:
         logs.update({f'exp_elbo_{k}': v.detach() for k, v in exp_elbos.items()})
         return 0.25*sum(exp_elbos.values())
 
-    def _fakes_terms(self, model, fakes, real_posterior, it, logs, detach_input):
+    def _fakes_terms(self, model, fakes, real_posterior, it, logs, encoder_step):
         "Re-encode each fake batch: reconstruction errors of their re-decodings and divergences, dicts of [..., B]."
         posteriors, recs, kls = {}, {}, {}
         for tag, x_f in fakes.items():
-            mu, logvar = encode(model, x_f.detach() if detach_input else x_f)
+            mu, logvar = encode(model, x_f.detach() if encoder_step else x_f)
             z = reparameterize(mu, logvar)
-            x_rr = model.decode(z if detach_input else z.detach())
+            x_rr = model.decode(z if encoder_step else z.detach())
             posteriors[tag], kls[tag] = (mu, logvar), kl_to_prior(mu, logvar)
-            recs[tag] = reconstruction_error(x_f.detach(), x_rr, mu.ndim - 1)
+            target = x_f if encoder_step and not self.detach_target else x_f.detach()    # the reference keeps it attached
+            recs[tag] = reconstruction_error(target, x_rr, mu.ndim - 1)
             logs[f'kl_{tag}'], logs[f'elbo_{tag}'] = _bmean(kls[tag]).detach(), _bmean(recs[tag] + kls[tag]).detach()
         return recs, self.fake_divergences(kls, posteriors, real_posterior, it, logs)
 
@@ -114,17 +121,21 @@ class SoftIntroVAELoss:
         rec, kl = reconstruction_error(x, x_hat, nb), kl_to_prior(mu, logvar)
         logs = dict(rec=_bmean(rec).detach(), kl_real=_bmean(kl).detach(), elbo_real=_bmean(rec + kl).detach())
         fakes = dict(fake=model.decode(noise), rec=x_hat)
-        recs, divs = self._fakes_terms(model, fakes, (mu, logvar), it, logs, detach_input=True)
+        recs, divs = self._fakes_terms(model, fakes, (mu, logvar), it, logs, encoder_step=True)
         loss = s*_bmean(b.beta_rec*rec + b.beta_kl*kl) + self.fake_penalty(s, recs, divs, logs)
         return loss, logs, dict(z=z.detach(), mu=mu.detach(), logvar=logvar.detach())
+
+    def decoder_real_posterior(self, model, x, cache, it):
+        "The real batch's posterior (mu, logvar) seen by the decoder step: here the encoder step's, from the cache."
+        return cache['mu'], cache['logvar']
 
     def decoder_loss(self, model, x, noise, it, cache):
         b = self.betas
         x_hat = model.decode(cache['z'])
         nb = cache['mu'].ndim - 1; s = data_scale(x, nb)
         logs = {}
-        recs, divs = self._fakes_terms(model, dict(fake=model.decode(noise), rec=x_hat), (cache['mu'], cache['logvar']),
-                                       it, logs, detach_input=False)
+        recs, divs = self._fakes_terms(model, dict(fake=model.decode(noise), rec=x_hat),
+                                       self.decoder_real_posterior(model, x, cache, it), it, logs, encoder_step=False)
         fake = sum(0.5*b.beta_kl*divs[k] + (0.5*b.gamma_r*b.beta_rec*recs[k] if self.fake_rec_in_decoder else 0) for k in divs)
         return s*_bmean(b.beta_rec*reconstruction_error(x, x_hat, nb) + fake), logs
 
@@ -132,8 +143,11 @@ class SoftIntroVAELoss:
 class IntroVAELoss(SoftIntroVAELoss):
     "IntroVAE (Eq. 3): hinge [m - KL]^+ on the fakes for the encoder, their KL for the decoder."
     name, fake_rec_in_decoder = 'introvae', False
-    def __init__(self, betas, margin=10.0):
-        super().__init__(betas); self.margin = margin
+    def __init__(self, betas, margin=10.0, detach_target=False):
+        super().__init__(betas, detach_target); self.margin = margin
+
+    @property
+    def options(self): return dict(super().options, margin=self.margin)
 
     def fake_penalty(self, s, recs, divs, logs):
         "s beta_neg / 2 * sum over kinds of E[max(m - KL, 0)] (Eq. 3). -> [...]"
@@ -160,14 +174,16 @@ class ASIntroVAELoss(SoftIntroVAELoss):
     "AS-IntroVAE (Eq. 9): Soft-IntroVAE with the fakes' KL replaced by c KL + (1 - c) D."
     name = 'as-introvae'
     def __init__(self, betas, total_iterations, kernel='paper', schedule='linear', squash=False, pairs='real-fake', warmup=0,
-                 reduction='paper', squash_kl=False):
-        super().__init__(betas)
+                 reduction='paper', squash_kl=False, real_posterior='reencode', detach_target=False):
+        super().__init__(betas, detach_target)
         self.warmup = warmup                                         # c counts iterations after the VAE warm-up
         if pairs not in ('real-fake', 'rec-fake'): raise ValueError(f"pairs={pairs!r}: choose 'real-fake' or 'rec-fake'.")
         if reduction not in ('paper', 'official'): raise ValueError(f"reduction={reduction!r}: choose 'paper' or 'official'.")
+        if real_posterior not in ('reencode', 'cache'):
+            raise ValueError(f"real_posterior={real_posterior!r}: choose 'reencode' or 'cache'.")
         as_weight(0, 1, schedule)                                    # validates the schedule name
         self.total, self.kernel, self.schedule, self.squash, self.pairs = total_iterations, kernel, schedule, squash, pairs
-        self.reduction, self.squash_kl, self._step = reduction, squash_kl, 'encoder'
+        self.reduction, self.squash_kl, self.real_posterior, self._step = reduction, squash_kl, real_posterior, 'encoder'
         self.log_grad, self._warned = False, set()                   # the trainer switches log_grad on at logging steps
 
     @classmethod
@@ -181,6 +197,18 @@ class ASIntroVAELoss(SoftIntroVAELoss):
 
     def decoder_loss(self, model, x, noise, it, cache):
         self._step = 'decoder'; return super().decoder_loss(model, x, noise, it, cache)
+
+    @property
+    def options(self):
+        return dict(super().options, kernel=self.kernel, schedule=self.schedule, squash=self.squash, pairs=self.pairs,
+                    real_posterior=self.real_posterior, reduction=self.reduction, squash_kl=self.squash_kl)
+
+    def c(self, it): return as_weight(it - self.warmup, self.total - self.warmup, self.schedule)
+
+    def decoder_real_posterior(self, model, x, cache, it):
+        "The real posterior for D in the decoder step: re-encoded by the updated encoder ('reencode') or the cache."
+        if self.real_posterior == 'cache' or self.pairs == 'rec-fake' or self.c(it) >= 1: return cache['mu'], cache['logvar']
+        with torch.no_grad(): return encode(model, x)
 
     def _distance(self, ref, post):
         "D of Eq. 7: mean over pairs ('paper'), or the official code's sum (encoder) / mean over pairs and dims (decoder)."
@@ -210,7 +238,7 @@ class ASIntroVAELoss(SoftIntroVAELoss):
     def fake_divergences(self, kls, posteriors, real_posterior, it, logs):
         if self.squash_kl and self._step == 'decoder':               # the official decoder takes the fakes' KL after tanh
             kls = {k: kl_to_prior(*(t.tanh() for t in posteriors[k])) for k in kls}
-        c = as_weight(it - self.warmup, self.total - self.warmup, self.schedule)
+        c = self.c(it)
         if c >= 1: return kls                                        # pure Soft-IntroVAE after the annealing
         if self.pairs == 'real-fake': ds = {k: self._distance(real_posterior, posteriors[k]) for k in kls}
         else: ds = dict.fromkeys(kls, self._distance(posteriors['rec'], posteriors['fake']))
@@ -252,7 +280,7 @@ def make_loss(method, betas, total_iterations, warmup=0, **options):
     if method == 'vae': return VAELoss(betas)
     if method == 'wgan-gp': return WGANGPLoss(betas, **options)
     if method == 'introvae': return IntroVAELoss(betas, **options)
-    if method == 's-introvae': return SoftIntroVAELoss(betas)
+    if method == 's-introvae': return SoftIntroVAELoss(betas, **options)
     if method.startswith('as-introvae'):
         kernel = method[len('as-introvae-'):] or options.pop('kernel', 'paper')
         return ASIntroVAELoss(betas, total_iterations, kernel=kernel, warmup=warmup, **options)

@@ -1,82 +1,109 @@
-"""Stacked vs one-after-another training of the 2-D toy runs (issue: Table 1 speed).
+"""Throughput of the 2-D toy runs (issue #11: Table 1 speed): a stack of E members against a plain float32 loop that
+trains one run at a time, for Soft-IntroVAE and AS-IntroVAE, measured in one process.
 
-Table 1 is many small runs: methods x configurations x seeds. asintrovae trains all (configuration, seed) members of a
-method as one stacked model (batched matmuls, `asintrovae.models.StackedLinear`). This script measures, in one process,
-the training throughput both ways for the same runs on the same data sizes:
+Variants, all with the same model (the reference toy MLP, 4 ReLU layers of 256), loss and batch size:
 
-  stacked:    one model of E members, N iterations           -> E*N run-iterations in t_stacked
-  sequential: one single-member model, N iterations, times E -> E*N run-iterations in E*t_single
+  one-at-a-time float32  one single-member model; E runs take E times its iteration time (the baseline)
+  stacked float32        one model of E members (`asintrovae.models.StackedLinear`)
+  stacked bf16           the same with the hidden-to-hidden layers under bf16 autocast (`toy_vae(precision='bf16')`);
+                         input and output layers, posterior, losses and sampling stay float32
 
-and reports run-iterations per second for both and their ratio, then extrapolates the wall time of the `laptop` and
-`paper` profiles of nbs/experiments/toy_2d.ipynb from the measured per-iteration costs.
+The variants are timed in alternating rounds (A B C A B C ...) so that a drift of the shared machine hits them alike;
+each figure is the median over rounds of the seconds per iteration. run-iterations/s = members / seconds per
+iteration. The AS term stays active (c < 1) for the whole timing. Thread counts are measured one after another in the
+same process; `--processes 2` also times two processes of one thread, each training half of the stack, side by side.
 
-Usage: python benchmarks/toy_stacked.py [--members 12] [--batch 128] [--iters 60] [--threads 2] [--out benchmarks/results]
+Usage: python benchmarks/toy_stacked.py [--members 20] [--batch 512] [--iters 4] [--rounds 3] [--threads 1 2]
+       [--processes 2] [--out benchmarks/results]
 """
-import argparse, json, os, platform, time
+import argparse, json, os, platform, statistics, time
 from pathlib import Path
 
 import torch
+import torch.multiprocessing as mp
 
 from asintrovae.losses import Betas, make_loss
 from asintrovae.models import toy_vae
 from asintrovae.train import ToyBatches, Trainer, TrainConfig
 
+METHODS = ('s-introvae', 'as-introvae')
 
-def seconds_per_iteration(method, members, batch, iters, hidden=256, warm=10):
-    "Median-free simple timing: warm up, then time `iters` training iterations of a stack of `members` models."
+
+def trainer(method, members, batch, precision):
+    "A Trainer for `members` stacked runs, past its first (untimed) iterations."
     torch.manual_seed(0)
-    betas = Betas.stacked([(0.3, 0.2, 0.9)]*members)
-    loss = make_loss(method, betas, total_iterations=10**9)       # AS term stays active (c < 1) for the whole timing
-    cfg = TrainConfig(iterations=warm, warmup=0, log_every=10**9, progress=False)
-    tr = Trainer(toy_vae(members=members, hidden=hidden), loss, ToyBatches('8gaussians', members, batch), cfg)
+    loss = make_loss(method, Betas.stacked([(0.3, 0.2, 0.9)]*members), total_iterations=10**9)   # c stays < 1
+    cfg = TrainConfig(iterations=2, warmup=0, log_every=10**9, checkpoint_every=10**9, progress=False)
+    tr = Trainer(toy_vae(members=members, precision=precision), loss, ToyBatches('8gaussians', members, batch), cfg)
     tr.fit()
-    tr.cfg.iterations = warm + iters
+    return tr
+
+
+def seconds_per_iteration(tr, iters):
+    tr.cfg.iterations = tr.it + iters
     t0 = time.perf_counter(); tr.fit()
     return (time.perf_counter() - t0)/iters
 
 
-def profile_seconds(per_it, iterations, warmup, as_fraction=0.2):
-    "Wall seconds of one method's stack: warm-up at VAE cost, AS active for a fifth of the rest, the rest at S-IntroVAE cost."
-    rest = iterations - warmup
-    out = {'vae': iterations*per_it['vae']}
-    out['introvae'] = warmup*per_it['vae'] + rest*per_it['s-introvae']
-    out['s-introvae'] = out['introvae']
-    for k in ('as-introvae', 'as-introvae-official', 'as-introvae-cosine', 'as-introvae-marginal'):
-        out[k] = warmup*per_it['vae'] + as_fraction*rest*per_it[k] + (1 - as_fraction)*rest*per_it['s-introvae']
-    return out
+def measure(method, members, batch, iters, rounds):
+    "Median seconds per iteration of each variant, timed in alternating rounds -> {variant: (members, seconds)}."
+    variants = {'one-at-a-time float32': (1, 'float32'), 'stacked float32': (members, 'float32'), 'stacked bf16': (members, 'bf16')}
+    trs = {k: trainer(method, e, batch, p) for k, (e, p) in variants.items()}
+    times = {k: [] for k in variants}
+    for _ in range(rounds):
+        for k, tr in trs.items(): times[k].append(seconds_per_iteration(tr, iters))
+    return {k: (variants[k][0], statistics.median(v)) for k, v in times.items()}
+
+
+def _half_stack(args):
+    method, members, batch, iters, precision = args
+    torch.set_num_threads(1)
+    tr = trainer(method, members, batch, precision)
+    return seconds_per_iteration(tr, iters)
+
+
+def two_processes(method, members, batch, iters, precision):
+    "Two 1-thread processes side by side, each training members/2 runs -> run-iterations/s of both together."
+    with mp.get_context('spawn').Pool(2) as pool:
+        secs = pool.map(_half_stack, [(method, members//2, batch, iters, precision)]*2)
+    return 2*(members//2)/max(secs)
 
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument('--members', type=int, default=12)
-    p.add_argument('--batch', type=int, default=128)
-    p.add_argument('--iters', type=int, default=60)
-    p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--members', type=int, default=20)
+    p.add_argument('--batch', type=int, default=512)
+    p.add_argument('--iters', type=int, default=4)
+    p.add_argument('--rounds', type=int, default=3)
+    p.add_argument('--threads', type=int, nargs='+', default=[1, 2])
+    p.add_argument('--processes', type=int, default=0, help='2: also time two 1-thread processes of half the stack each')
     p.add_argument('--out', default='benchmarks/results')
     a = p.parse_args()
-    torch.set_num_threads(a.threads)
     rows = []
-    for method in ('s-introvae', 'as-introvae'):
-        t_stack = seconds_per_iteration(method, a.members, a.batch, a.iters)
-        t_one = seconds_per_iteration(method, 1, a.batch, a.iters)
-        rows.append(dict(method=method, members=a.members, batch=a.batch,
-                         stacked_run_its_per_s=a.members/t_stack, sequential_run_its_per_s=1/t_one, speedup=a.members*t_one/t_stack))
-    print(f'| method | members | batch | stacked (run-iterations/s) | one after another (run-iterations/s) | ratio |')
+    for threads in a.threads:
+        torch.set_num_threads(threads)
+        for method in METHODS:
+            res = measure(method, a.members, a.batch, a.iters, a.rounds)
+            base = res['one-at-a-time float32'][0]/res['one-at-a-time float32'][1]
+            for k, (e, s) in res.items():
+                rows.append(dict(method=method, threads=threads, variant=k, members=e, batch=a.batch, seconds_per_iteration=s,
+                                 run_its_per_s=e/s, vs_one_at_a_time=e/s/base))
+            print(f'{method} {threads} thread(s): ' + ', '.join(f'{k} {e/s:.1f} run-it/s' for k, (e, s) in res.items()), flush=True)
+    if a.processes == 2:
+        for method in METHODS:
+            for precision in ('float32', 'bf16'):
+                r = two_processes(method, a.members, a.batch, a.iters*a.rounds, precision)
+                rows.append(dict(method=method, threads='2 processes x 1', variant=f'stacked {precision}', members=a.members,
+                                 batch=a.batch, run_its_per_s=r))
+                print(f'{method} two 1-thread processes, stacked {precision}: {r:.1f} run-it/s', flush=True)
+    print(f'\n| method | threads | variant | members | run-iterations/s | vs one-at-a-time float32 (same threads) |')
     print('|---|---|---|---|---|---|')
     for r in rows:
-        print(f"| {r['method']} | {r['members']} | {r['batch']} | {r['stacked_run_its_per_s']:.1f} | {r['sequential_run_its_per_s']:.1f} | {r['speedup']:.1f}x |")
-    # per-iteration costs of every Table 1 method at the laptop and paper stack sizes, for the extrapolation
-    methods = ('vae', 's-introvae', 'as-introvae', 'as-introvae-official', 'as-introvae-cosine', 'as-introvae-marginal')
-    extrapolation = {}
-    for name, members, batch, iterations, warmup in (('laptop', 12, 128, 4000, 300), ('paper', 20, 512, 30000, 2000)):
-        per_it = {m: seconds_per_iteration(m, members, batch, max(5, a.iters//4), warm=3) for m in methods}
-        secs = profile_seconds(per_it, iterations, warmup)
-        extrapolation[name] = dict(members=members, batch=batch, iterations=iterations, seconds_per_iteration=per_it,
-                                   method_seconds=secs, total_hours=sum(secs.values())/3600)
-        print(f"{name}: {members} members x batch {batch} x {iterations} iterations per method, 7 methods: "
-              f"{sum(secs.values())/3600:.2f} h extrapolated from {max(5, a.iters//4)} timed iterations per method")
-    res = dict(rows=rows, extrapolation=extrapolation, threads=a.threads, torch=torch.__version__,
-               machine=f'{platform.machine()} CPU, {os.cpu_count()} cores', when=time.strftime('%Y-%m-%d %H:%M'))
+        ratio = f"{r['vs_one_at_a_time']:.1f}x" if 'vs_one_at_a_time' in r else '-'
+        print(f"| {r['method']} | {r['threads']} | {r['variant']} | {r['members']} | {r['run_its_per_s']:.1f} | {ratio} |")
+    res = dict(rows=rows, batch=a.batch, members=a.members, iters_per_round=a.iters, rounds=a.rounds, torch=torch.__version__,
+               machine=f'{platform.machine()} CPU, {os.cpu_count()} cores (shared with other jobs)',
+               timing='median over alternating rounds in one process', when=time.strftime('%Y-%m-%d %H:%M'))
     Path(a.out).mkdir(parents=True, exist_ok=True)
     (Path(a.out)/'toy_stacked.json').write_text(json.dumps(res, indent=2))
 

@@ -129,3 +129,23 @@ def test_noise_floor_8gaussians_matches_design():
 def test_mean_exp_and_kl():
     assert torch.allclose(mean_exp(torch.tensor([0., math.log(3.)])), torch.tensor(2.))
     assert torch.allclose(kl_to_prior(torch.tensor([[1., 0.]]), torch.zeros(1, 2)), torch.tensor([0.5]))
+
+
+@pytest.mark.parametrize('method', ['s-introvae', 'as-introvae'])
+def test_bf16_hidden_layers_train_with_float32_outputs(method):
+    "precision='bf16': a few training steps stay finite, the posterior and the samples stay float32, and the bf16 model's losses are within bf16 rounding of the float32 model's."
+    torch.manual_seed(0)
+    m32, m16 = toy_vae(members=2, hidden=64), toy_vae(members=2, hidden=64, precision='bf16')
+    m16.load_state_dict(m32.state_dict())
+    loss = make_loss(method, Betas.stacked([(0.3, 0.2, 0.9)]*2), 1000)
+    x, noise = sample_toy('8gaussians', 256, torch.Generator().manual_seed(1)).view(2, 128, 2), torch.randn(2, 128, 2)
+    vals = []
+    for m in (m32, m16):
+        torch.manual_seed(3)
+        l, _, cache = loss.encoder_loss(m, x, noise, 10)
+        assert cache['mu'].dtype == torch.float32 and m.sample((2, 5, 2)).dtype == torch.float32
+        vals.append(l.detach())
+    assert torch.allclose(vals[0], vals[1], rtol=0.05)
+    cfg = TrainConfig(iterations=30, warmup=10, log_every=10, progress=False)
+    Trainer(m16, loss, ToyBatches('8gaussians', 2, 64, seed=1), cfg).fit()
+    assert all(torch.isfinite(p).all() for p in m16.parameters())
