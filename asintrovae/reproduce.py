@@ -345,8 +345,9 @@ def run_image_method(method, key, profile, run_dir, seed=0, tag=None, loss_optio
     out = Path(run_dir)/key; out.mkdir(parents=True, exist_ok=True)
     stem = out/f'{tag}_seed{seed}'
     revision = launch_revision()
+    core = getattr(make_loss(method, Betas(*spec.betas), 1, **(loss_options or {})), 'options', {})   # defaults included
     settings = json.loads(json.dumps(dict(method=method, key=key, profile=profile, seed=seed, protocol=P, set=asdict(spec),
-                                          loss_options=loss_options or {})))
+                                          loss_options=loss_options or {}, loss=core)))
     done = read_json(stem.with_suffix('.json'))
     if done and done.get('status') in ('done', 'diverged') and done.get('settings') == settings: return done
     train, test, split = load_image_set(key, data_root, P['n_train'], P['n_test'])
