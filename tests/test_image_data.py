@@ -12,7 +12,7 @@ import asintrovae.data as data
 from asintrovae.data import (DatasetNotFoundError, LoaderBatches, TensorBatches, cache_dir, image_dataset,
                              load_images)
 
-from datapaths import ROOT, SHARED
+from datapaths import ROOT, SHARED, tree
 CELEBA_SUBSET = 'celeba-subset/img_align_celeba_89x109'
 pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason=f'no shared data copy at {SHARED}')
 
@@ -84,11 +84,6 @@ def test_missing_and_wrong_requests_name_the_path(tmp_path):
     with pytest.raises(DatasetNotFoundError, match='mmlab.ie.cuhk.edu.hk'): load_images('celeba', 64, data_root=tmp_path)
     with pytest.raises(ValueError, match='resolution 100 is not available'): load_images('celeba', 100, data_root=SHARED)
     with pytest.raises(ValueError, match='resolution 64 is not available'): load_images('cifar10', 64, data_root=SHARED)
-
-
-def tree(root):
-    "Every path under `root` with its size and modification time: what 'left unchanged' means."
-    return sorted((str(p.relative_to(root)), p.lstat().st_size, p.lstat().st_mtime_ns) for p in Path(root).rglob('*'))
 
 
 @pytest.fixture

@@ -7,16 +7,11 @@ import sys
 
 import pytest
 
-from datapaths import ROOT, SHARED
+from datapaths import ROOT, SHARED, tree
 
 IMAGE_PARTS = ['tests/test_image_data.py', 'tests/test_image_training.py', 'nbs/02_data.ipynb',
                'tests/test_experiments.py::test_experiment_runs_at_smoke_profile[reconstruction]']   # MNIST and the Flowers jpgs
 SETS = ['MNIST', 'cifar10-partial', 'celeba-subset', 'flowers-subset']
-
-
-def tree(root):
-    "Every path under `root` with its size and modification time."
-    return sorted((str(p.relative_to(root)), p.lstat().st_size, p.lstat().st_mtime_ns) for p in root.rglob('*'))
 
 
 @pytest.mark.skipif(not all((SHARED/s).is_dir() for s in SETS), reason=f'needs the shared data sets {SETS} in {SHARED}')
