@@ -1,5 +1,5 @@
 """Unit tests of the toy library parts: data, models, losses, trainer and metrics."""
-import math
+import json, math
 
 import numpy as np
 import pytest
@@ -149,3 +149,21 @@ def test_bf16_hidden_layers_train_with_float32_outputs(method):
     cfg = TrainConfig(iterations=30, warmup=10, log_every=10, progress=False)
     Trainer(m16, loss, ToyBatches('8gaussians', 2, 64, seed=1), cfg).fit()
     assert all(torch.isfinite(p).all() for p in m16.parameters())
+
+
+def test_manifests_from_before_an_option_existed_are_read_back_only_when_its_default_is_the_old_behaviour(tmp_path):
+    "A finished AS-IntroVAE manifest without reduction/squash_kl (added later, defaults = old behaviour) is read back;"
+    " one without detach_target (whose default changed the computation) is trained again."
+    from asintrovae.reproduce import LOSS_OPTIONS_ADDED, run_toy_method
+    cfg = TrainConfig(iterations=6, warmup=2, milestones=(4,), log_every=3, checkpoint_every=100, progress=False)
+    first = run_toy_method('as-introvae', '8gaussians', ['C1'], 1, cfg, 16, tmp_path, hidden=16)
+    path = tmp_path/'as-introvae.json'
+    assert set(LOSS_OPTIONS_ADDED) <= set(first['settings']['loss'])
+    old = json.loads(path.read_text())
+    for k in LOSS_OPTIONS_ADDED: del old['settings']['loss'][k]
+    old['final']['kl'] = [-1.0]                                       # a marker: read back, not retrained
+    path.write_text(json.dumps(old))
+    assert run_toy_method('as-introvae', '8gaussians', ['C1'], 1, cfg, 16, tmp_path, hidden=16)['final']['kl'] == [-1.0]
+    del old['settings']['loss']['detach_target']
+    path.write_text(json.dumps(old))
+    assert run_toy_method('as-introvae', '8gaussians', ['C1'], 1, cfg, 16, tmp_path, hidden=16)['final']['kl'] != [-1.0]
