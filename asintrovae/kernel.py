@@ -109,7 +109,7 @@ def log_as_distance(mu_r, logvar_r, mu_g, logvar_g, kernel='paper', squash=False
 import functools, operator, os, warnings
 
 _COMBINE = {log_kernel_paper: 'sum', log_kernel_cosine: 'sum', log_kernel_official: 'lse', log_kernel_marginal: 'lse_mean'}
-FUSED_MIN_PAIRS, FUSED_MAX_DIMS = 2**20, 8      # the fused path is automatic from this many pair terms, up to this many dims
+FUSED_MIN_PAIRS, FUSED_MAX_DIMS = 2**17, 8      # the fused path is automatic from this many pair terms, up to this many dims
 
 def log_kernel_by_dims(log_kernel, mu1, logvar1, mu2, logvar2):
     "The same log kernel built one latent dimension at a time (no [n1, n2, d] array): [..., n1, d], [..., n2, d] -> [..., n1, n2]."

@@ -133,7 +133,7 @@ def test_unknown_reduction_message():
 
 
 def _stack(seed=0, members=4, n=512, d=2):
-    "A toy-sized stack of posteriors: [members, n, d] means and log-variances for two batches (4 x 512 x 512 pairs = 2^20)."
+    "A toy-sized stack of posteriors: [members, n, d] means and log-variances for two batches (4 x 512 x 512 pairs, above FUSED_MIN_PAIRS)."
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(members, n, d, generator=g), 0.3*torch.randn(members, n, d, generator=g) - 2,
             torch.randn(members, n, d, generator=g) + 0.3, 0.3*torch.randn(members, n, d, generator=g) - 2)
