@@ -397,16 +397,16 @@ def run_image_method(method, key, profile, run_dir, seed=0, tag=None, loss_optio
         trainer.history['evals'].append({'it': 0, 'seconds': 0.0, **evaluate(model)})
     try: history = trainer.fit()
     except NonFiniteLossError as e:                       # a result, not a crash: the stability figure reports it
-        write_json(stem.with_suffix('.json'), dict(status='diverged', error=str(e), **common, final={}, evals=trainer.history['evals'],
-                                                   logs=trainer.history['logs'], train_seconds=round(trainer.train_seconds, 1),
-                                                   finished=time.strftime('%Y-%m-%d %H:%M:%S')))
+        write_json(stem.with_suffix('.json'), dict(status='diverged', error=str(e), **common, precision=trainer.precision, final={},
+                                                   evals=trainer.history['evals'], logs=trainer.history['logs'],
+                                                   train_seconds=round(trainer.train_seconds, 1), finished=time.strftime('%Y-%m-%d %H:%M:%S')))
         return read_json(stem.with_suffix('.json'))
     with trainer.ema_weights() as m, eval_mode(m):
         arrays = dict(samples=evaluator.samples(m, 64).numpy(), test=test[:8].numpy())
         if evaluator.has_posterior: arrays['reconstructions'] = evaluator.reconstructions(m, test[:8]).numpy()
     _save_npz(stem.with_suffix('.npz'), arrays)
     final = {k: v for k, v in history['evals'][-1].items() if k not in ('it', 'epoch', 'seconds')}
-    manifest = dict(status='done', **common, final=final, evals=history['evals'], logs=history['logs'],
+    manifest = dict(status='done', **common, precision=trainer.precision, final=final, evals=history['evals'], logs=history['logs'],
                     train_seconds=round(trainer.train_seconds, 1), finished=time.strftime('%Y-%m-%d %H:%M:%S'))
     write_json(stem.with_suffix('.json'), manifest)
     return manifest
