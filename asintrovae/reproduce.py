@@ -7,12 +7,13 @@ __all__ = ['PROFILES', 'EXPERIMENTS', 'TOY_CONFIGS', 'RECOMMENDED', 'RECOMMENDED
            'LOSS_OPTIONS_ADDED', 'CELEBA_FOLDERS', 'FLOWERS_FOLDERS', 'IMAGE_SETS', 'SET_NAMES', 'IMAGE_PROFILES',
            'WGAN_LR', 'PROFILE_HELP', 'EXIT_CODES', 'Experiment', 'git_revision', 'launch_revision', 'hardware',
            'write_json', 'DamagedRecordWarning', 'report', 'read_json', 'toy_method', 'config_betas', 'toy_members',
-           'saved_settings_with_defaults', 'run_toy_method', 'ImageSet', 'set_name', 'load_image_set', 'image_model',
-           'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator', 'run_image_method', 'image_run_dir',
-           'run_image_methods', 'runs_of', 'final_scores', 'diverged', 'mean_sd', 'tile', 'write_experiment_manifest',
-           'write_table', 'profile_choice', 'protocol_lines', 'protocol_text', 'without_flagged_cells',
-           'experiment_figures', 'kernel_manager_logging_to', 'echoing', 'run_experiment', 'Interrupted',
-           'check_data_root', 'reproduce', 'status_text', 'summary_table', 'exit_code', 'interrupted_line', 'main']
+           'saved_settings_with_defaults', 'run_toy_method', 'merge_toy_runs', 'toy_samples', 'ImageSet', 'set_name',
+           'load_image_set', 'image_model', 'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator',
+           'run_image_method', 'image_run_dir', 'run_image_methods', 'runs_of', 'final_scores', 'diverged', 'mean_sd',
+           'tile', 'write_experiment_manifest', 'write_table', 'profile_choice', 'protocol_lines', 'protocol_text',
+           'without_flagged_cells', 'experiment_figures', 'kernel_manager_logging_to', 'echoing', 'run_experiment',
+           'Interrupted', 'check_data_root', 'reproduce', 'status_text', 'summary_table', 'exit_code',
+           'interrupted_line', 'main']
 
 # %% ../nbs/07_reproduce.ipynb #c002
 import argparse, contextlib, json, os, platform, signal, subprocess, sys, textwrap, threading, time, warnings
@@ -145,9 +146,11 @@ def saved_settings_with_defaults(saved):
     return s
 
 def run_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, device='cpu', hidden=256, n_plot=2000,
-                   layers=4, precision='float32', loss_options=None):
+                   layers=4, precision='float32', loss_options=None, name=None):
     """Train all (config, seed) members of `method` on toy `dataset` as one stack; return the run's manifest.
-    `method` may be a row of TOY_VARIANTS (a method with its own loss options, its own manifest)."""
+    `method` may be a row of TOY_VARIANTS (a method with its own loss options, its own manifest). `name` (default: the
+    method) names the manifest, samples and checkpoint files, so one method can be trained as several stacks."""
+    name = name or method
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     members = toy_members(method, configs, seeds)
     betas = Betas.stacked([m['betas'] for m in members], device=device)
@@ -156,7 +159,7 @@ def run_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, de
     settings = dict(method=method, dataset=dataset, members=members, batch_size=batch_size, hidden=hidden, layers=layers,
                     precision=precision, loss=getattr(loss, 'options', {}), train=asdict(cfg))
     settings = json.loads(json.dumps(settings))             # tuples -> lists, as they come back from JSON
-    manifest_path = run_dir/f'{method}.json'
+    manifest_path = run_dir/f'{name}.json'
     revision = launch_revision()                        # taken before training: HEAD may move while a run trains
     done = read_json(manifest_path)
     if done and done.get('status') == 'done' and saved_settings_with_defaults(done['settings']) == settings: return done
@@ -164,18 +167,40 @@ def run_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, de
     model = toy_vae(members=len(members), hidden=hidden, layers=layers, precision=precision).to(device)
     batches = ToyBatches(dataset, len(members), batch_size, device=device, seed=cfg.seed)
     key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]   # a checkpoint per settings:
-    trainer = Trainer(model, loss, batches, cfg, checkpoint=run_dir/f'{method}-{key}.pt',    # another core never resumes it
+    trainer = Trainer(model, loss, batches, cfg, checkpoint=run_dir/f'{name}-{key}.pt',    # another core never resumes it
                       evaluate=lambda m: toy_metrics(m, dataset, seed=1))
     history = trainer.fit()
     final = toy_metrics(model, dataset, seed=2)
     with torch.no_grad():
         samples = model.sample((len(members), n_plot, model.z_dim), generator=torch.Generator(device=device).manual_seed(3))
-    np.savez_compressed(run_dir/f'{method}_samples.npz', samples=samples.cpu().numpy())
-    manifest = dict(status='done', settings=settings, final=final, evals=history['evals'], logs=history['logs'],
+    np.savez_compressed(run_dir/f'{name}_samples.npz', samples=samples.cpu().numpy())
+    manifest = dict(status='done', name=name, samples=f'{name}_samples.npz', settings=settings, final=final, evals=history['evals'], logs=history['logs'],
                     train_seconds=round(trainer.train_seconds, 1), hardware=hardware(), git=revision,
                     finished=time.strftime('%Y-%m-%d %H:%M:%S'))
     write_json(manifest_path, manifest)
     return manifest
+
+def merge_toy_runs(parts):
+    """One method's stacks trained apart (e.g. one per configuration), as one run: members, final metrics and the
+    evaluations during training concatenated in order (the parts must share their evaluation iterations); the samples
+    files listed in the same order; training seconds summed."""
+    first, its = parts[0], [e['it'] for e in parts[0]['evals']]
+    for p in parts[1:]:
+        if [e['it'] for e in p['evals']] != its: raise ValueError(f"{p.get('name')}: evaluated at other iterations than {first.get('name')}")
+    cat = lambda rows, k: [v for r in rows for v in r[k]]
+    evals = [{'it': it, 'seconds': sum(p['evals'][i]['seconds'] for p in parts),
+              **{k: cat([p['evals'][i] for p in parts], k) for k, v in first['evals'][i].items() if isinstance(v, list)}}
+             for i, it in enumerate(its)]
+    return dict(status='done', name=first['settings']['method'], settings={**first['settings'], 'members': cat([p['settings'] for p in parts], 'members')},
+                final={k: cat([p['final'] for p in parts], k) for k in first['final']}, evals=evals,
+                samples=[p.get('samples', f"{p['settings']['method']}_samples.npz") for p in parts],
+                train_seconds=round(sum(p['train_seconds'] for p in parts), 1), parts=[p.get('name') for p in parts])
+
+def toy_samples(run, run_dir):
+    "The final samples of a run or of merged stacks, [members, n, 2], members in the run's order."
+    files = run.get('samples') or f"{run['settings']['method']}_samples.npz"
+    return np.concatenate([np.load(Path(run_dir)/f)['samples'] for f in ([files] if isinstance(files, str) else files)])
+
 
 # %% ../nbs/07_reproduce.ipynb #c017
 from .data import DatasetNotFoundError, TensorBatches, celeba_files, load_images, _data_root
