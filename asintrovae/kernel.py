@@ -129,13 +129,16 @@ def _lse_pairs_vjp(log_kernel, mu1, logvar1, mu2, logvar2, lse, grad):
 
 @functools.cache
 def _compiled(fn, log_kernel):
-    "fn with log_kernel bound, compiled for fixed shapes (one cache per kernel, so the kernels do not share a recompile limit)."
+    """fn with log_kernel bound, compiled for fixed shapes. Every kernel, shape and direction is one more graph of the same
+    Python code, so dynamo's per-code recompile limit (8 by default) is raised to 64: past it, calls would silently run eagerly."""
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     return torch.compile(functools.partial(fn, log_kernel), dynamic=False)
 
 class _FusedLogSumKernel(torch.autograd.Function):
     "log sum_ij k_ij with a compiled forward and a compiled backward that recomputes log k instead of storing it."
     @staticmethod
     def forward(ctx, log_kernel, mu1, logvar1, mu2, logvar2):
+        if mu2 is mu1: mu2, logvar2 = mu1.clone(), logvar1.clone()     # a batch against itself: one graph, not one per aliasing
         lse = _compiled(_lse_pairs, log_kernel)(mu1, logvar1, mu2, logvar2)
         ctx.log_kernel = log_kernel; ctx.save_for_backward(mu1, logvar1, mu2, logvar2, lse)
         return lse
