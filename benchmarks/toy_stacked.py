@@ -3,8 +3,10 @@ trains one run at a time, for Soft-IntroVAE and AS-IntroVAE, measured in one pro
 
 Variants, all with the same model (the reference toy MLP, 4 ReLU layers of 256), loss and batch size:
 
-  one-at-a-time float32  one single-member model; E runs take E times its iteration time (the baseline)
-  stacked float32        one model of E members (`asintrovae.models.StackedLinear`)
+  one-at-a-time float32  one single-member model with the eager AS distance (ASINTROVAE_FUSED_KERNEL=0); E runs take E
+                         times its iteration time (the baseline: the plain loop)
+  one-at-a-time fused    the same with the fused compiled AS distance (AS-IntroVAE only; `log_sum_kernel_fused`)
+  stacked float32        one model of E members (`asintrovae.models.StackedLinear`), fused AS distance
   stacked bf16           the same with the hidden-to-hidden layers under bf16 autocast (`toy_vae(precision='bf16')`);
                          input and output layers, posterior, losses and sampling stay float32
 
@@ -39,7 +41,8 @@ def trainer(method, members, batch, precision):
     return tr
 
 
-def seconds_per_iteration(tr, iters):
+def seconds_per_iteration(tr, iters, fused=True):
+    os.environ['ASINTROVAE_FUSED_KERNEL'] = '1' if fused else '0'
     tr.cfg.iterations = tr.it + iters
     t0 = time.perf_counter(); tr.fit()
     return (time.perf_counter() - t0)/iters
@@ -47,11 +50,14 @@ def seconds_per_iteration(tr, iters):
 
 def measure(method, members, batch, iters, rounds):
     "Median seconds per iteration of each variant, timed in alternating rounds -> {variant: (members, seconds)}."
-    variants = {'one-at-a-time float32': (1, 'float32'), 'stacked float32': (members, 'float32'), 'stacked bf16': (members, 'bf16')}
-    trs = {k: trainer(method, e, batch, p) for k, (e, p) in variants.items()}
+    variants = {'one-at-a-time float32': (1, 'float32', False), 'stacked float32': (members, 'float32', True), 'stacked bf16': (members, 'bf16', True)}
+    if method.startswith('as-'): variants['one-at-a-time fused'] = (1, 'float32', True)
+    trs = {}
+    for k, (e, p, fused) in variants.items():
+        os.environ['ASINTROVAE_FUSED_KERNEL'] = '1' if fused else '0'; trs[k] = trainer(method, e, batch, p)
     times = {k: [] for k in variants}
     for _ in range(rounds):
-        for k, tr in trs.items(): times[k].append(seconds_per_iteration(tr, iters))
+        for k, tr in trs.items(): times[k].append(seconds_per_iteration(tr, iters, variants[k][2]))
     return {k: (variants[k][0], statistics.median(v)) for k, v in times.items()}
 
 
