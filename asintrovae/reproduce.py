@@ -4,20 +4,21 @@
 
 # %% auto #0
 __all__ = ['PROFILES', 'EXPERIMENTS', 'TOY_CONFIGS', 'RECOMMENDED_BY_SET', 'RECOMMENDED', 'RECOMMENDED_DEFAULT', 'TOY_METHODS',
-           'TOY_VARIANTS', 'BETAS_NAME', 'TOY_PROFILES', 'LOSS_OPTIONS_ADDED', 'CELEBA_FOLDERS', 'FLOWERS_FOLDERS',
-           'IMAGE_SETS', 'SET_NAMES', 'IMAGE_PROFILES', 'WGAN_LR', 'PROFILE_HELP', 'EXIT_CODES', 'Experiment',
-           'git_revision', 'launch_revision', 'hardware', 'write_json', 'DamagedRecordWarning', 'report', 'read_json',
-           'toy_method', 'betas_config', 'config_betas', 'toy_members', 'saved_settings_with_defaults',
-           'run_toy_method', 'merge_toy_runs', 'toy_samples', 'ImageSet', 'set_name', 'load_image_set', 'image_model',
-           'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator', 'run_image_method', 'image_run_dir',
-           'run_image_methods', 'runs_of', 'final_scores', 'diverged', 'mean_sd', 'tile', 'write_experiment_manifest',
-           'write_table', 'profile_choice', 'protocol_lines', 'protocol_text', 'without_flagged_cells',
-           'experiment_figures', 'kernel_manager_logging_to', 'echoing', 'run_experiment', 'Interrupted',
-           'check_data_root', 'reproduce', 'status_text', 'summary_table', 'exit_code', 'interrupted_line', 'main']
+           'TOY_VARIANTS', 'BETAS_NAME', 'TOY_PROFILES', 'LOSS_OPTIONS_ADDED', 'STACK_BY', 'CELEBA_FOLDERS',
+           'FLOWERS_FOLDERS', 'IMAGE_SETS', 'SET_NAMES', 'IMAGE_PROFILES', 'WGAN_LR', 'PROFILE_HELP', 'EXIT_CODES',
+           'Experiment', 'git_revision', 'launch_revision', 'hardware', 'write_json', 'DamagedRecordWarning', 'report',
+           'read_json', 'toy_method', 'betas_config', 'config_betas', 'toy_members', 'saved_settings_with_defaults',
+           'run_toy_method', 'merge_toy_runs', 'toy_samples', 'train_toy_method', 'ImageSet', 'set_name',
+           'load_image_set', 'image_model', 'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator',
+           'run_image_method', 'image_run_dir', 'run_image_methods', 'runs_of', 'final_scores', 'diverged', 'mean_sd',
+           'tile', 'write_experiment_manifest', 'write_table', 'profile_choice', 'protocol_lines', 'protocol_text',
+           'without_flagged_cells', 'experiment_figures', 'kernel_manager_logging_to', 'echoing', 'run_experiment',
+           'Interrupted', 'check_data_root', 'reproduce', 'status_text', 'summary_table', 'exit_code',
+           'interrupted_line', 'main']
 
 # %% ../nbs/07_reproduce.ipynb #c002
 import argparse, contextlib, json, os, platform, signal, subprocess, sys, textwrap, threading, time, warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -152,16 +153,16 @@ def config_betas(method, config, dataset='8gaussians'):
     return tuple(float(named[k]) for k in ('kl', 'rec', 'neg'))
 
 def toy_members(method, configs, seeds, dataset='8gaussians'):
-    "One member per (configuration, seed) on toy set `dataset`: a list of dicts with config, seed and betas."
-    return [dict(config=c, seed=s, betas=config_betas(method, c, dataset)) for c in configs for s in range(seeds)]
+    "One member per (configuration, seed) on toy set `dataset` (seeds: a number n for 0..n-1, or the seed labels): dicts with config, seed and betas."
+    return [dict(config=c, seed=s, betas=config_betas(method, c, dataset)) for c in configs for s in (range(seeds) if isinstance(seeds, int) else seeds)]
 
 # %% ../nbs/07_reproduce.ipynb #c012b
 # The training protocol of the toy experiments per profile (toy_2d, toy_robustness): iterations, warm-up, milestones, batch,
 # hidden width, evaluation/logging intervals; precision and stack_by where not the defaults ('float32', 'method'); Table 1's seeds and configurations.
 TOY_PROFILES = {
     'smoke':  dict(iterations=300, warmup=100, milestones=(200,), batch_size=64, seeds=1, configs=['C1', 'recommended'], eval_every=150, log_every=50, hidden=64),
-    'laptop': dict(iterations=6000, warmup=400, milestones=(4000, 5000), batch_size=512, seeds=5, configs=['C1', 'C2', 'C3', 'recommended'], eval_every=150, log_every=150, hidden=256,
-                   precision='float32', stack_by='config'),
+    'laptop': dict(iterations=30000, warmup=2000, milestones=(10000, 15000), batch_size=128, seeds=5, configs=['C1', 'C2', 'C3', 'recommended'], eval_every=750, log_every=750, hidden=256,
+                   precision='float32', stack_by='seed'),
     'paper':  dict(iterations=30000, warmup=2000, milestones=(10000, 15000), batch_size=512, seeds=5, configs=['C1', 'C2', 'C3', 'recommended'], eval_every=1000, log_every=500, hidden=256),
 }
 
@@ -234,6 +235,21 @@ def toy_samples(run, run_dir):
     "The final samples of a run or of merged stacks, [members, n, 2], members in the run's order."
     files = run.get('samples') or f"{run['settings']['method']}_samples.npz"
     return np.concatenate([np.load(Path(run_dir)/f)['samples'] for f in ([files] if isinstance(files, str) else files)])
+
+STACK_BY = ('method', 'config', 'seed')
+
+def train_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, stack_by='method', **kw):
+    """All (configuration, seed) members of `method` as one run: trained as one stack ('method'), one stack per
+    configuration ('config') or one run per configuration and seed ('seed': seed s trains with cfg.seed = s, so its
+    initial weights and batches are those of seed s in every method), merged in (configuration, seed) order. The smaller
+    the parts, the less an interruption loses; at batch 128 on a CPU a stack is no faster per member than one run."""
+    if stack_by not in STACK_BY: raise ValueError(f"stack_by={stack_by!r}: choose one of {', '.join(STACK_BY)}")
+    if stack_by == 'method': return run_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, **kw)
+    if stack_by == 'config':
+        return merge_toy_runs([run_toy_method(method, dataset, [c], seeds, cfg, batch_size, run_dir, name=f'{method}_{c}', **kw) for c in configs])
+    labels = range(seeds) if isinstance(seeds, int) else seeds
+    return merge_toy_runs([run_toy_method(method, dataset, [c], [s], replace(cfg, seed=s), batch_size, run_dir, name=f'{method}_{c}_seed{s}', **kw)
+                           for c in configs for s in labels])
 
 
 # %% ../nbs/07_reproduce.ipynb #c017

@@ -32,7 +32,8 @@ PROTOCOLS = {
 S, AS = 's-introvae', 'as-introvae'
 PLAN = [('6k_x512', 'float32', S), ('6k_x512', 'bf16', S), ('6k_x512', 'float32', AS), ('6k_x512', 'bf16', AS),
         ('12k_x512', 'float32', S), ('15k_x128', 'float32', S), ('12k_x512', 'float32', AS), ('15k_x128', 'float32', AS),
-        ('12k_x512', 'bf16', S), ('30k_x128', 'float32', S), ('30k_x128', 'float32', AS), ('12k_x512', 'bf16', AS)]
+        ('12k_x512', 'bf16', S), ('30k_x128', 'float32', S), ('30k_x128', 'float32', AS), ('12k_x512', 'bf16', AS),
+        ('30k_x128', 'bf16', S), ('30k_x128', 'bf16', AS)]
 
 
 def main():
