@@ -661,9 +661,10 @@ def run_experiment(exp, profile='laptop', out='runs', fig_dir=None, device=None,
 PROFILE_HELP = {
     'smoke': 'checks that every notebook runs end to end on tiny settings: a few minutes on a 2-core CPU, numbers not '
              'meaningful; figures and tables go to runs/smoke/figures (ignored by git)',
-    'laptop': 'meaningful numbers on a 2-core CPU: about 1.7 hours when everything was trained from scratch with the previous '
-              'toy core (the reference core retrains the toys, budget being measured), minutes when the committed runs under '
-              'figures/ are read back; writes figures/',
+    'laptop': 'meaningful numbers on a 2-core CPU: about 18 hours on 2 cores for Table 1 from scratch at its converged '
+              'protocol (30,000 x 128, float32, one run per seed: 36 core-hours, two processes), about 43 more for the '
+              'robustness map, about an hour for the image notebooks; finished runs are kept and read back (minutes), so a '
+              'laptop profile completes in parts; writes figures/',
     'paper': "the authors' protocol (toys 30,000 iterations of batch 512; images at full width for the epochs of their "
              'train.sh, 3 seeds): meant for a GPU; on a 2-core CPU the toy table alone would take about 56 hours',
 }
