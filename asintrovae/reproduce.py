@@ -7,14 +7,14 @@ __all__ = ['PROFILES', 'EXPERIMENTS', 'TOY_CONFIGS', 'RECOMMENDED_BY_SET', 'RECO
            'TOY_VARIANTS', 'BETAS_NAME', 'TOY_PROFILES', 'LOSS_OPTIONS_ADDED', 'STACK_BY', 'CELEBA_FOLDERS',
            'FLOWERS_FOLDERS', 'IMAGE_SETS', 'SET_NAMES', 'IMAGE_PROFILES', 'WGAN_LR', 'PROFILE_HELP', 'EXIT_CODES',
            'Experiment', 'git_revision', 'launch_revision', 'hardware', 'write_json', 'DamagedRecordWarning', 'report',
-           'read_json', 'toy_method', 'betas_config', 'config_betas', 'toy_members', 'saved_settings_with_defaults',
-           'run_toy_method', 'merge_toy_runs', 'toy_samples', 'train_toy_method', 'ImageSet', 'set_name',
-           'load_image_set', 'image_model', 'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator',
-           'run_image_method', 'image_run_dir', 'run_image_methods', 'runs_of', 'final_scores', 'diverged', 'mean_sd',
-           'tile', 'write_experiment_manifest', 'write_table', 'profile_choice', 'protocol_lines', 'protocol_text',
-           'without_flagged_cells', 'experiment_figures', 'kernel_manager_logging_to', 'echoing', 'run_experiment',
-           'Interrupted', 'check_data_root', 'reproduce', 'status_text', 'summary_table', 'exit_code',
-           'interrupted_line', 'main']
+           'read_json', 'toy_method', 'betas_config', 'config_betas', 'seed_labels', 'toy_members',
+           'saved_settings_with_defaults', 'run_toy_method', 'merge_toy_runs', 'seed_values', 'toy_samples',
+           'train_toy_method', 'ImageSet', 'set_name', 'load_image_set', 'image_model', 'image_protocol',
+           'dataset_classifier', 'eval_mode', 'ImageEvaluator', 'run_image_method', 'image_run_dir',
+           'run_image_methods', 'runs_of', 'final_scores', 'diverged', 'mean_sd', 'tile', 'write_experiment_manifest',
+           'write_table', 'profile_choice', 'protocol_lines', 'protocol_text', 'without_flagged_cells',
+           'experiment_figures', 'kernel_manager_logging_to', 'echoing', 'run_experiment', 'Interrupted',
+           'check_data_root', 'reproduce', 'status_text', 'summary_table', 'exit_code', 'interrupted_line', 'main']
 
 # %% ../nbs/07_reproduce.ipynb #c002
 import argparse, contextlib, json, os, platform, signal, subprocess, sys, textwrap, threading, time, warnings
@@ -152,9 +152,13 @@ def config_betas(method, config, dataset='8gaussians'):
                                        f"or weights named like {betas_config(0.3, 0.2, 0.9)!r}")
     return tuple(float(named[k]) for k in ('kl', 'rec', 'neg'))
 
+def seed_labels(seeds):
+    "The seed labels of `seeds`: a number n for 0..n-1, or the labels themselves."
+    return range(seeds) if isinstance(seeds, int) else seeds
+
 def toy_members(method, configs, seeds, dataset='8gaussians'):
-    "One member per (configuration, seed) on toy set `dataset` (seeds: a number n for 0..n-1, or the seed labels): dicts with config, seed and betas."
-    return [dict(config=c, seed=s, betas=config_betas(method, c, dataset)) for c in configs for s in (range(seeds) if isinstance(seeds, int) else seeds)]
+    "One member per (configuration, seed) on toy set `dataset` (seeds as `seed_labels` takes them): dicts with config, seed and betas."
+    return [dict(config=c, seed=s, betas=config_betas(method, c, dataset)) for c in configs for s in seed_labels(seeds)]
 
 # %% ../nbs/07_reproduce.ipynb #c012b
 # The training protocol of the toy experiments per profile (toy_2d, toy_robustness): iterations, warm-up, milestones, batch,
@@ -231,6 +235,11 @@ def merge_toy_runs(parts):
                 samples=[p.get('samples', f"{p['settings']['method']}_samples.npz") for p in parts],
                 train_seconds=round(sum(p['train_seconds'] for p in parts), 1), parts=[p.get('name') for p in parts])
 
+def seed_values(run, config, key):
+    "One final value (`key`: 'kl', 'jsd', 'modes', ...) per seed of configuration `config` of a run, in seed order -> array."
+    idx = sorted((m['seed'], i) for i, m in enumerate(run['settings']['members']) if m['config'] == config)
+    return np.array([run['final'][key][i] for _, i in idx])
+
 def toy_samples(run, run_dir):
     "The final samples of a run or of merged stacks, [members, n, 2], members in the run's order."
     files = run.get('samples') or f"{run['settings']['method']}_samples.npz"
@@ -247,9 +256,8 @@ def train_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, 
     if stack_by == 'method': return run_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, **kw)
     if stack_by == 'config':
         return merge_toy_runs([run_toy_method(method, dataset, [c], seeds, cfg, batch_size, run_dir, name=f'{method}_{c}', **kw) for c in configs])
-    labels = range(seeds) if isinstance(seeds, int) else seeds
     return merge_toy_runs([run_toy_method(method, dataset, [c], [s], replace(cfg, seed=s), batch_size, run_dir, name=f'{method}_{c}_seed{s}', **kw)
-                           for c in configs for s in labels])
+                           for c in configs for s in seed_labels(seeds)])
 
 
 # %% ../nbs/07_reproduce.ipynb #c017
