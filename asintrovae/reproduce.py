@@ -4,13 +4,13 @@
 
 # %% auto #0
 __all__ = ['PROFILES', 'EXPERIMENTS', 'TOY_CONFIGS', 'RECOMMENDED_BY_SET', 'RECOMMENDED', 'RECOMMENDED_DEFAULT', 'TOY_METHODS',
-           'TOY_VARIANTS', 'BETAS_NAME', 'TOY_PROFILES', 'LOSS_OPTIONS_ADDED', 'STACK_BY', 'CELEBA_FOLDERS',
-           'FLOWERS_FOLDERS', 'IMAGE_SETS', 'SET_NAMES', 'IMAGE_PROFILES', 'WGAN_LR', 'PROFILE_HELP', 'EXIT_CODES',
-           'Experiment', 'git_revision', 'launch_revision', 'hardware', 'write_json', 'DamagedRecordWarning', 'report',
-           'read_json', 'toy_method', 'betas_config', 'config_betas', 'seed_labels', 'toy_members',
-           'saved_settings_with_defaults', 'run_toy_method', 'merge_toy_runs', 'seed_values', 'toy_samples',
-           'train_toy_method', 'ImageSet', 'set_name', 'load_image_set', 'image_model', 'image_protocol',
-           'dataset_classifier', 'eval_mode', 'ImageEvaluator', 'run_image_method', 'image_run_dir',
+           'TOY_VARIANTS', 'BETAS_NAME', 'TOY_PROFILES', 'LOSS_OPTIONS_ADDED', 'TOY_FINAL_KEYS', 'STACK_BY',
+           'CELEBA_FOLDERS', 'FLOWERS_FOLDERS', 'IMAGE_SETS', 'SET_NAMES', 'IMAGE_PROFILES', 'WGAN_LR', 'PROFILE_HELP',
+           'EXIT_CODES', 'Experiment', 'git_revision', 'launch_revision', 'hardware', 'write_json',
+           'DamagedRecordWarning', 'report', 'read_json', 'toy_method', 'betas_config', 'config_betas', 'seed_labels',
+           'toy_members', 'saved_settings_with_defaults', 'run_toy_method', 'merge_toy_runs', 'seed_values',
+           'seed_diverged', 'toy_samples', 'train_toy_method', 'ImageSet', 'set_name', 'load_image_set', 'image_model',
+           'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator', 'run_image_method', 'image_run_dir',
            'run_image_methods', 'runs_of', 'final_scores', 'diverged', 'mean_sd', 'tile', 'write_experiment_manifest',
            'write_table', 'profile_choice', 'protocol_lines', 'protocol_text', 'without_flagged_cells',
            'experiment_figures', 'kernel_manager_logging_to', 'echoing', 'run_experiment', 'Interrupted',
@@ -171,7 +171,7 @@ TOY_PROFILES = {
 }
 
 # %% ../nbs/07_reproduce.ipynb #c014
-import hashlib
+import hashlib, math
 
 # AS-IntroVAE options added after runs were recorded, each with a default that is what those runs computed (the paper's
 # mean reduction, no tanh before the decoder's KL): a manifest without them is read back as if it named the default.
@@ -184,11 +184,15 @@ def saved_settings_with_defaults(saved):
     if 'kernel' in s.get('loss', {}): s['loss'] = {**LOSS_OPTIONS_ADDED, **s['loss']}
     return s
 
+TOY_FINAL_KEYS = ('kl', 'jsd', 'modes', 'good')            # what asintrovae.metrics.toy_metrics returns per member
+
 def run_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, device='cpu', hidden=256, n_plot=2000,
                    layers=4, precision='float32', loss_options=None, name=None):
     """Train all (config, seed) members of `method` on toy `dataset` as one stack; return the run's manifest.
     `method` may be a row of TOY_VARIANTS (a method with its own loss options, its own manifest). `name` (default: the
-    method) names the manifest, samples and checkpoint files, so one method can be trained as several stacks."""
+    method) names the manifest, samples and checkpoint files, so one method can be trained as several stacks.
+    A stack whose loss becomes NaN/inf is a result, not a crash: its manifest has status 'diverged', the iteration
+    (`diverged_at`), the evaluations up to then, and NaN final metrics and samples for every member."""
     name = name or method
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     members = toy_members(method, configs, seeds, dataset)
@@ -201,44 +205,64 @@ def run_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, de
     manifest_path = run_dir/f'{name}.json'
     revision = launch_revision()                        # taken before training: HEAD may move while a run trains
     done = read_json(manifest_path)
-    if done and done.get('status') == 'done' and saved_settings_with_defaults(done['settings']) == settings: return done
+    if done and done.get('status') in ('done', 'diverged') and saved_settings_with_defaults(done['settings']) == settings: return done
     torch.manual_seed(cfg.seed)                             # the same initial weights for every method
     model = toy_vae(members=len(members), hidden=hidden, layers=layers, precision=precision).to(device)
     batches = ToyBatches(dataset, len(members), batch_size, device=device, seed=cfg.seed)
     key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]   # a checkpoint per settings:
     trainer = Trainer(model, loss, batches, cfg, checkpoint=run_dir/f'{name}-{key}.pt',    # another core never resumes it
                       evaluate=lambda m: toy_metrics(m, dataset, seed=1))
-    history = trainer.fit()
-    final = toy_metrics(model, dataset, seed=2)
-    with torch.no_grad():
-        samples = model.sample((len(members), n_plot, model.z_dim), generator=torch.Generator(device=device).manual_seed(3))
-    np.savez_compressed(run_dir/f'{name}_samples.npz', samples=samples.cpu().numpy())
-    manifest = dict(status='done', name=name, samples=f'{name}_samples.npz', settings=settings, final=final, evals=history['evals'], logs=history['logs'],
-                    train_seconds=round(trainer.train_seconds, 1), hardware=hardware(), git=revision,
+    try:
+        history, status, extra = trainer.fit(), 'done', {}
+        final = toy_metrics(model, dataset, seed=2)
+        with torch.no_grad():
+            samples = model.sample((len(members), n_plot, model.z_dim), generator=torch.Generator(device=device).manual_seed(3)).cpu().numpy()
+    except NonFiniteLossError as e:
+        history, status, extra = trainer.history, 'diverged', dict(diverged_at=e.iteration, error=str(e))
+        final = {k: [math.nan]*len(members) for k in TOY_FINAL_KEYS}
+        samples = np.full((len(members), n_plot, 2), np.nan, dtype=np.float32)
+    np.savez_compressed(run_dir/f'{name}_samples.npz', samples=samples)
+    manifest = dict(status=status, **extra, name=name, samples=f'{name}_samples.npz', settings=settings, final=final, evals=history['evals'],
+                    logs=history['logs'], train_seconds=round(trainer.train_seconds, 1), hardware=hardware(), git=revision,
                     finished=time.strftime('%Y-%m-%d %H:%M:%S'))
     write_json(manifest_path, manifest)
     return manifest
 
 def merge_toy_runs(parts):
     """One method's stacks trained apart (e.g. one per configuration), as one run: members, final metrics and the
-    evaluations during training concatenated in order (the parts must share their evaluation iterations); the samples
-    files listed in the same order; training seconds summed."""
-    first, its = parts[0], [e['it'] for e in parts[0]['evals']]
-    for p in parts[1:]:
-        if [e['it'] for e in p['evals']] != its: raise ValueError(f"{p.get('name')}: evaluated at other iterations than {first.get('name')}")
+    evaluations during training concatenated in order (finished parts must share their evaluation iterations; a diverged
+    part's are a prefix of them, padded with NaN); the samples files listed in the same order; training seconds summed.
+    `member_status` says per member whether its part finished ('done') or diverged; `status` is 'done' when all did."""
+    first = max(parts, key=lambda p: len(p['evals']))
+    its = [e['it'] for e in first['evals']]
+    for p in parts:
+        mine = [e['it'] for e in p['evals']]
+        if mine != its[:len(mine)] or (p.get('status', 'done') == 'done' and mine != its):
+            raise ValueError(f"{p.get('name')}: evaluated at other iterations than {first.get('name')}")
     cat = lambda rows, k: [v for r in rows for v in r[k]]
-    evals = [{'it': it, 'seconds': sum(p['evals'][i]['seconds'] for p in parts),
-              **{k: cat([p['evals'][i] for p in parts], k) for k, v in first['evals'][i].items() if isinstance(v, list)}}
-             for i, it in enumerate(its)]
-    return dict(status='done', name=first['settings']['method'], settings={**first['settings'], 'members': cat([p['settings'] for p in parts], 'members')},
-                final={k: cat([p['final'] for p in parts], k) for k in first['final']}, evals=evals,
+    keys = [k for k, v in (first['evals'][0] if its else {}).items() if isinstance(v, list)]
+    def at(p, i, k): return p['evals'][i][k] if i < len(p['evals']) else [math.nan]*len(p['settings']['members'])
+    evals = [{'it': it, 'seconds': sum(p['evals'][i]['seconds'] for p in parts if i < len(p['evals'])),
+              **{k: [v for p in parts for v in at(p, i, k)] for k in keys}} for i, it in enumerate(its)]
+    member_status = [p.get('status', 'done') for p in parts for _ in p['settings']['members']]
+    return dict(status='done' if set(member_status) == {'done'} else 'some diverged', member_status=member_status,
+                name=parts[0]['settings']['method'], settings={**parts[0]['settings'], 'members': cat([p['settings'] for p in parts], 'members')},
+                final={k: cat([p['final'] for p in parts], k) for k in parts[0]['final']}, evals=evals,
                 samples=[p.get('samples', f"{p['settings']['method']}_samples.npz") for p in parts],
-                train_seconds=round(sum(p['train_seconds'] for p in parts), 1), parts=[p.get('name') for p in parts])
+                train_seconds=round(sum(p['train_seconds'] for p in parts), 1), parts=[p.get('name') for p in parts],
+                diverged_at=[p.get('diverged_at') for p in parts for _ in p['settings']['members']])
+
+def _seed_order(run, config):
+    return [i for _, i in sorted((m['seed'], i) for i, m in enumerate(run['settings']['members']) if m['config'] == config)]
 
 def seed_values(run, config, key):
-    "One final value (`key`: 'kl', 'jsd', 'modes', ...) per seed of configuration `config` of a run, in seed order -> array."
-    idx = sorted((m['seed'], i) for i, m in enumerate(run['settings']['members']) if m['config'] == config)
-    return np.array([run['final'][key][i] for _, i in idx])
+    "One final value (`key`: 'kl', 'jsd', 'modes', ...) per seed of configuration `config` of a run, in seed order (NaN where it diverged) -> array."
+    return np.array([run['final'][key][i] for i in _seed_order(run, config)], dtype=float)
+
+def seed_diverged(run, config):
+    "Per seed of configuration `config`, in seed order: True where that seed's run diverged -> bool array."
+    status = run.get('member_status') or [run.get('status', 'done')]*len(run['settings']['members'])
+    return np.array([status[i] == 'diverged' for i in _seed_order(run, config)], dtype=bool)
 
 def toy_samples(run, run_dir):
     "The final samples of a run or of merged stacks, [members, n, 2], members in the run's order."

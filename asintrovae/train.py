@@ -58,7 +58,10 @@ class ToyBatches:
 
 # %% ../nbs/05_train.ipynb #c010
 class NonFiniteLossError(RuntimeError):
-    "A loss became NaN or infinite; the message names the iteration, the method and what to try."
+    "A loss became NaN or infinite; the message names the iteration, the method and what to try; `iteration` is that iteration."
+    def __init__(self, message, iteration=None):
+        super().__init__(message)
+        self.iteration = iteration
 
 def exploding_as_hint(loss, peaks, huge=1e6):
     "If the largest AS distance since the last log (`peaks`, NaN ignored) was inf or above `huge`, say why: the exploding side of the kernel's scale problem."
@@ -275,7 +278,8 @@ class Trainer:
             where = f'; the last checkpoint ({self.checkpoint}) is from iteration {self._ckpt_it}' if self.checkpoint else ''
             raise NonFiniteLossError(f'{self.loss.name}: a loss became NaN/inf at iteration {bad}{where}. '
                                      f'Last logged values: { {k: v for k, v in row.items() if k != "it"} }. '
-                                     'Try a lower learning rate or beta_neg, or check the data for NaNs.' + exploding_as_hint(self.loss, peaks))
+                                     'Try a lower learning rate or beta_neg, or check the data for NaNs.' + exploding_as_hint(self.loss, peaks),
+                                     iteration=bad)
         self.history['logs'].append(row)
         return row
 

@@ -97,8 +97,9 @@ def test_nan_loss_stops_with_a_clear_error():
         def next(self):
             x = super().next(); x[0, 0, 0] = float('nan'); return x
     t = _trainer(batches=NaNData('8gaussians', 2, 64))
-    with pytest.raises(NonFiniteLossError, match='NaN/inf at iteration 0'):
+    with pytest.raises(NonFiniteLossError, match='NaN/inf at iteration 0') as e:
         t.fit()
+    assert e.value.iteration == 0
 
 
 def test_corrupt_checkpoint_is_named(tmp_path):
