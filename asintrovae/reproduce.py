@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['PROFILES', 'EXPERIMENTS', 'TOY_CONFIGS', 'RECOMMENDED_BY_SET', 'RECOMMENDED', 'RECOMMENDED_DEFAULT', 'TOY_METHODS',
            'TOY_VARIANTS', 'BETAS_NAME', 'TOY_PROFILES', 'LOSS_OPTIONS_ADDED', 'TOY_FINAL_KEYS', 'STACK_BY',
-           'CELEBA_FOLDERS', 'FLOWERS_FOLDERS', 'IMAGE_SETS', 'SET_NAMES', 'IMAGE_PROFILES', 'WGAN_LR', 'PROFILE_HELP',
-           'EXIT_CODES', 'Experiment', 'git_revision', 'launch_revision', 'hardware', 'write_json',
+           'CELEBA_FOLDERS', 'FLOWERS_FOLDERS', 'IMAGE_SETS', 'SET_NAMES', 'IMAGE_PROFILES', 'WGAN_LR', 'PROTOCOL_KEYS',
+           'PROFILE_HELP', 'EXIT_CODES', 'Experiment', 'git_revision', 'launch_revision', 'hardware', 'write_json',
            'DamagedRecordWarning', 'report', 'read_json', 'toy_method', 'betas_config', 'config_betas', 'seed_labels',
            'toy_members', 'saved_settings_with_defaults', 'run_toy_method', 'merge_toy_runs', 'seed_values',
            'seed_diverged', 'toy_samples', 'train_toy_method', 'ImageSet', 'set_name', 'load_image_set', 'image_model',
@@ -465,10 +465,17 @@ def _save_npz(path, arrays):
     "np.savez_compressed, atomically."
     tmp = path.with_name(path.name + '.tmp.npz'); np.savez_compressed(tmp, **arrays); os.replace(tmp, path)
 
+PROTOCOL_KEYS = ('n_train', 'n_test', 'batch_size', 'width_scale', 'epochs', 'lr', 'seeds', 'n_eval', 'classifier_epochs', 'ema_decay',
+                 'amp', 'channels_last')
+
 def run_image_method(method, key, profile, run_dir, seed=0, tag=None, loss_options=None, data_root=None, device='cpu',
-                     fid_weights=None, progress=False):
-    "Train `method` on image set `key` under `profile` (seed, loss options) -> the run's manifest; see above."
-    P, spec, tag = image_protocol(profile, key), IMAGE_SETS[key], tag or method
+                     fid_weights=None, progress=False, protocol=None):
+    """Train `method` on image set `key` under `profile` (seed, loss options) -> the run's manifest; see above.
+    `protocol` overrides entries of the profile's protocol (a study of epochs or widths; `amp`/`channels_last`: the
+    trainer's fast-path switches, True by default); the manifest records the protocol trained."""
+    if set(protocol or {}) - set(PROTOCOL_KEYS):
+        raise ValueError(f'protocol keys {sorted(set(protocol) - set(PROTOCOL_KEYS))}: choose from {", ".join(PROTOCOL_KEYS)}')
+    P, spec, tag = {**image_protocol(profile, key), **(protocol or {})}, IMAGE_SETS[key], tag or method
     out = Path(run_dir)/key; out.mkdir(parents=True, exist_ok=True)
     stem = out/f'{tag}_seed{seed}'
     revision = launch_revision()
@@ -482,7 +489,8 @@ def run_image_method(method, key, profile, run_dir, seed=0, tag=None, loss_optio
     iterations = per_epoch*P['epochs']
     lr = WGAN_LR if method == 'wgan-gp' else P['lr']
     cfg = TrainConfig(iterations=iterations, warmup=0, milestones=(), lr_e=lr, lr_d=lr, log_every=max(1, per_epoch//4), eval_every=per_epoch,
-                      checkpoint_every=per_epoch, seed=seed, progress=progress, ema_decay=P['ema_decay'])
+                      checkpoint_every=per_epoch, seed=seed, progress=progress, ema_decay=P['ema_decay'],
+                      amp=P.get('amp', True), channels_last=P.get('channels_last', True))
     torch.manual_seed(seed)
     model = image_model(method, key, P['width_scale']).to(device)
     loss = make_loss(method, Betas(*spec.betas), iterations, **(loss_options or {}))

@@ -1,0 +1,114 @@
+"""The MNIST pilot of issue #15: how many epochs, at which width, until Soft-IntroVAE's test PSNR and classifier FD
+stop improving on the full 60,000 training images, on this CPU (bf16 + channels-last where they pay)?
+
+Each pilot is one `run_image_method` run (Soft-IntroVAE, seed 0) with the laptop profile's MNIST protocol and the
+overrides below, evaluated every epoch, under --out/<pilot>/mnist/. With a constant learning rate and no schedule
+that depends on the run length, the first E epochs of a long Soft-IntroVAE run are exactly a run of E epochs, so one
+long run shows where a shorter protocol would stop. (AS-IntroVAE's annealing does depend on the length; the study of
+the three methods is run at the chosen length.) A finished pilot is read back, an interrupted one resumes from its
+checkpoint (at every epoch), so the study is resumed by running the same command again.
+
+Usage: python tools/mnist_convergence.py [--out runs/mnist_convergence] [--data-root ../shared/data] [--threads 1]
+       [--only NAME ...] [--list | --summary | --figure]
+--summary prints per pilot the PSNR and classifier FD at every epoch and whether the curve has flattened by the rule
+below; --figure draws both against epochs and against training time into --out/pilot.png.
+
+Flattened (the rule): over the last FLAT_EPOCHS epochs, the test PSNR rose by less than FLAT_PSNR dB and the
+classifier FD fell by less than FLAT_CFD of its value.
+"""
+import argparse, json, time
+from pathlib import Path
+
+import torch
+
+from asintrovae.reproduce import run_image_method
+
+# name: overrides of the laptop profile's MNIST protocol (full training set, the official test split's first 1,000)
+PILOTS = {
+    'w4_e20': dict(n_train=None, width_scale=1/4, epochs=20),
+    'w2_e10': dict(n_train=None, width_scale=1/2, epochs=10),
+}
+FLAT_EPOCHS, FLAT_PSNR, FLAT_CFD = 4, 0.25, 0.10
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument('--out', default='runs/mnist_convergence')
+    p.add_argument('--data-root', default=None)
+    p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--only', nargs='*', help='pilot names to run (default: all)')
+    p.add_argument('--list', action='store_true')
+    p.add_argument('--summary', action='store_true')
+    p.add_argument('--figure', action='store_true')
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    if a.summary: return summary(a.out)
+    if a.figure: return figure(a.out)
+    for name, protocol in PILOTS.items():
+        if a.only and name not in a.only: continue
+        manifest = Path(a.out)/name/'mnist'/'s-introvae_seed0.json'
+        if a.list: print(manifest, manifest.exists()); continue
+        t0 = time.time()
+        print(f'{time.strftime("%H:%M:%S")} {name}: start {protocol}', flush=True)
+        m = run_image_method('s-introvae', 'mnist', 'laptop', Path(a.out)/name, seed=0, data_root=a.data_root, protocol=protocol)
+        f = m['final']
+        print(f'{time.strftime("%H:%M:%S")} {name}: {m["status"]}, {m["train_seconds"]:.0f} s training ({time.time() - t0:.0f} s now); '
+              f'PSNR {f.get("psnr", float("nan")):.2f} dB, classifier FD {f.get("cfd", float("nan")):.1f}', flush=True)
+
+
+def pilots(out):
+    "The finished or diverged pilots -> {name: manifest}."
+    found = {}
+    for name in PILOTS:
+        path = Path(out)/name/'mnist'/'s-introvae_seed0.json'
+        if path.exists(): found[name] = json.loads(path.read_text())
+    return found
+
+
+def flattened(evals):
+    "(flat, PSNR gain, relative classifier-FD drop) over the last FLAT_EPOCHS epochs of a run's evaluations."
+    if len(evals) <= FLAT_EPOCHS: return False, float('nan'), float('nan')
+    a, b = evals[-1 - FLAT_EPOCHS], evals[-1]
+    gain, drop = b['psnr'] - a['psnr'], (a['cfd'] - b['cfd'])/a['cfd']
+    return gain < FLAT_PSNR and drop < FLAT_CFD, gain, drop
+
+
+def summary(out):
+    for name, m in pilots(out).items():
+        P = m['settings']['protocol']
+        flat, gain, drop = flattened(m['evals'])
+        print(f"### {name}: width x{P['width_scale']:g}, {P['epochs']} epochs of batch {P['batch_size']} on {m['n_train']:,} images, "
+              f"lr {P['lr']:g}; {m['status']}; {m['train_seconds']:.0f} s training ({m['train_seconds']/max(P['epochs'], 1):.0f} s per epoch); "
+              f"precision: {m['precision']['why']}")
+        print(f'flattened over the last {FLAT_EPOCHS} epochs (PSNR +{FLAT_PSNR} dB, classifier FD -{FLAT_CFD:.0%}): {flat} '
+              f'(PSNR {gain:+.2f} dB, classifier FD {-drop:+.1%})\n')
+        print('| epoch | test PSNR (dB) | SSIM | classifier FD | training s |')
+        print('|---|---|---|---|---|')
+        for e in m['evals']:
+            print(f"| {e['epoch']:g} | {e['psnr']:.2f} | {e['ssim']:.4f} | {e['cfd']:.1f} | {e['seconds']:.0f} |")
+        print()
+
+
+def figure(out):
+    import matplotlib; matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    runs = pilots(out)
+    fig, axs = plt.subplots(1, 3, figsize=(14, 3.8))
+    for name, m in runs.items():
+        ep = [e['epoch'] for e in m['evals']]
+        axs[0].plot(ep, [e['psnr'] for e in m['evals']], 'o-', ms=3, label=name)
+        axs[1].plot(ep, [e['cfd'] for e in m['evals']], 'o-', ms=3, label=name)
+        axs[2].plot([e['seconds'] for e in m['evals']], [e['psnr'] for e in m['evals']], 'o-', ms=3, label=name)
+    axs[0].axhline(20.282, ls=':', color='k', lw=1, label="paper (full width, 100 epochs)")
+    axs[2].axhline(20.282, ls=':', color='k', lw=1)
+    axs[0].set(xlabel='epoch', ylabel='test PSNR (dB)'); axs[1].set(xlabel='epoch', ylabel='classifier FD', yscale='log')
+    axs[2].set(xlabel='training seconds (one core)', ylabel='test PSNR (dB)')
+    axs[0].legend(fontsize=8)
+    fig.suptitle('MNIST pilot: Soft-IntroVAE on 60,000 images, seed 0, evaluated every epoch', fontsize=10)
+    plt.tight_layout()
+    fig.savefig(Path(out)/'pilot.png', dpi=130)
+    print(Path(out)/'pilot.png')
+
+
+if __name__ == '__main__':
+    main()
