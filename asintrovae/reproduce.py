@@ -8,13 +8,14 @@ __all__ = ['PROFILES', 'EXPERIMENTS', 'TOY_CONFIGS', 'RECOMMENDED_BY_SET', 'RECO
            'CELEBA_FOLDERS', 'FLOWERS_FOLDERS', 'IMAGE_SETS', 'SET_NAMES', 'IMAGE_PROFILES', 'WGAN_LR', 'PROTOCOL_KEYS',
            'PROFILE_HELP', 'EXIT_CODES', 'Experiment', 'git_revision', 'launch_revision', 'hardware', 'write_json',
            'DamagedRecordWarning', 'report', 'read_json', 'toy_method', 'betas_config', 'config_betas', 'seed_labels',
-           'toy_members', 'saved_settings_with_defaults', 'run_toy_method', 'merge_toy_runs', 'seed_values',
-           'seed_diverged', 'toy_samples', 'train_toy_method', 'ImageSet', 'set_name', 'load_image_set', 'image_model',
-           'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator', 'run_image_method', 'image_run_dir',
-           'run_image_methods', 'runs_of', 'final_scores', 'diverged', 'mean_sd', 'tile', 'write_experiment_manifest',
-           'write_table', 'profile_choice', 'protocol_lines', 'protocol_text', 'without_flagged_cells',
-           'experiment_figures', 'kernel_manager_logging_to', 'echoing', 'run_experiment', 'Interrupted',
-           'check_data_root', 'reproduce', 'status_text', 'summary_table', 'exit_code', 'interrupted_line', 'main']
+           'toy_members', 'saved_settings_with_defaults', 'run_toy_method', 'merge_toy_runs', 'seed_list',
+           'seed_values', 'seed_diverged', 'toy_samples', 'train_toy_method', 'ImageSet', 'set_name', 'load_image_set',
+           'image_model', 'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator', 'run_image_method',
+           'image_run_dir', 'run_image_methods', 'runs_of', 'final_scores', 'diverged', 'mean_sd', 'tile',
+           'write_experiment_manifest', 'write_table', 'profile_choice', 'protocol_lines', 'protocol_text',
+           'without_flagged_cells', 'experiment_figures', 'kernel_manager_logging_to', 'echoing', 'run_experiment',
+           'Interrupted', 'check_data_root', 'reproduce', 'status_text', 'summary_table', 'exit_code',
+           'interrupted_line', 'main']
 
 # %% ../nbs/07_reproduce.ipynb #c002
 import argparse, contextlib, json, os, platform, signal, subprocess, sys, textwrap, threading, time, warnings
@@ -187,12 +188,13 @@ def saved_settings_with_defaults(saved):
 TOY_FINAL_KEYS = ('kl', 'jsd', 'modes', 'good')            # what asintrovae.metrics.toy_metrics returns per member
 
 def run_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, device='cpu', hidden=256, n_plot=2000,
-                   layers=4, precision='float32', loss_options=None, name=None):
+                   layers=4, precision='float32', loss_options=None, name=None, train=True):
     """Train all (config, seed) members of `method` on toy `dataset` as one stack; return the run's manifest.
     `method` may be a row of TOY_VARIANTS (a method with its own loss options, its own manifest). `name` (default: the
     method) names the manifest, samples and checkpoint files, so one method can be trained as several stacks.
     A stack whose loss becomes NaN/inf is a result, not a crash: its manifest has status 'diverged', the iteration
-    (`diverged_at`), the evaluations up to then, and NaN final metrics and samples for every member."""
+    (`diverged_at`), the evaluations up to then, and NaN final metrics and samples for every member.
+    `train=False`: only read back a finished (or diverged) run; None if there is none."""
     name = name or method
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     members = toy_members(method, configs, seeds, dataset)
@@ -206,6 +208,7 @@ def run_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, de
     revision = launch_revision()                        # taken before training: HEAD may move while a run trains
     done = read_json(manifest_path)
     if done and done.get('status') in ('done', 'diverged') and saved_settings_with_defaults(done['settings']) == settings: return done
+    if not train: return None
     torch.manual_seed(cfg.seed)                             # the same initial weights for every method
     model = toy_vae(members=len(members), hidden=hidden, layers=layers, precision=precision).to(device)
     batches = ToyBatches(dataset, len(members), batch_size, device=device, seed=cfg.seed)
@@ -255,6 +258,10 @@ def merge_toy_runs(parts):
 def _seed_order(run, config):
     return [i for _, i in sorted((m['seed'], i) for i, m in enumerate(run['settings']['members']) if m['config'] == config)]
 
+def seed_list(run, config):
+    "The seeds of configuration `config` in a run, in order."
+    return sorted(m['seed'] for m in run['settings']['members'] if m['config'] == config)
+
 def seed_values(run, config, key):
     "One final value (`key`: 'kl', 'jsd', 'modes', ...) per seed of configuration `config` of a run, in seed order (NaN where it diverged) -> array."
     return np.array([run['final'][key][i] for i in _seed_order(run, config)], dtype=float)
@@ -271,17 +278,22 @@ def toy_samples(run, run_dir):
 
 STACK_BY = ('method', 'config', 'seed')
 
-def train_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, stack_by='method', **kw):
+def train_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, stack_by='method', train=True, **kw):
     """All (configuration, seed) members of `method` as one run: trained as one stack ('method'), one stack per
     configuration ('config') or one run per configuration and seed ('seed': seed s trains with cfg.seed = s, so its
     initial weights and batches are those of seed s in every method), merged in (configuration, seed) order. The smaller
-    the parts, the less an interruption loses; at batch 128 on a CPU a stack is no faster per member than one run."""
+    the parts, the less an interruption loses; at batch 128 on a CPU a stack is no faster per member than one run.
+    `train=False` trains nothing: the parts finished so far, merged (None if there are none), to tabulate a profile
+    that is still being trained."""
     if stack_by not in STACK_BY: raise ValueError(f"stack_by={stack_by!r}: choose one of {', '.join(STACK_BY)}")
-    if stack_by == 'method': return run_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, **kw)
+    if stack_by == 'method': return run_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, train=train, **kw)
     if stack_by == 'config':
-        return merge_toy_runs([run_toy_method(method, dataset, [c], seeds, cfg, batch_size, run_dir, name=f'{method}_{c}', **kw) for c in configs])
-    return merge_toy_runs([run_toy_method(method, dataset, [c], [s], replace(cfg, seed=s), batch_size, run_dir, name=f'{method}_{c}_seed{s}', **kw)
-                           for c in configs for s in seed_labels(seeds)])
+        parts = [run_toy_method(method, dataset, [c], seeds, cfg, batch_size, run_dir, name=f'{method}_{c}', train=train, **kw) for c in configs]
+    else:
+        parts = [run_toy_method(method, dataset, [c], [s], replace(cfg, seed=s), batch_size, run_dir, name=f'{method}_{c}_seed{s}', train=train, **kw)
+                 for c in configs for s in seed_labels(seeds)]
+    parts = [p for p in parts if p is not None]
+    return merge_toy_runs(parts) if parts else None
 
 
 # %% ../nbs/07_reproduce.ipynb #c017
