@@ -57,11 +57,19 @@ def main():
 
 
 def pilots(out):
-    "The finished or diverged pilots -> {name: manifest}."
+    """The pilots finished, diverged or in progress -> {name: manifest}; a pilot in progress is read from its checkpoint
+    (status 'in progress', its evaluations so far), so its curve can be looked at while it trains."""
+    from asintrovae.reproduce import image_protocol
     found = {}
-    for name in PILOTS:
+    for name, protocol in PILOTS.items():
         path = Path(out)/name/'mnist'/'s-introvae_seed0.json'
-        if path.exists(): found[name] = json.loads(path.read_text())
+        if path.exists(): found[name] = json.loads(path.read_text()); continue
+        ckpt = path.with_suffix('.pt')
+        if ckpt.exists():
+            st = torch.load(ckpt, map_location='cpu', weights_only=False)
+            found[name] = dict(status=f"in progress (iteration {st['it']:,} of {st['config']['iterations']:,})", evals=st['history']['evals'],
+                               train_seconds=st['train_seconds'], precision=st['precision'],
+                               settings=dict(protocol={**image_protocol('laptop', 'mnist'), **protocol}))
     return found
 
 
@@ -77,8 +85,9 @@ def summary(out):
     for name, m in pilots(out).items():
         P = m['settings']['protocol']
         flat, gain, drop = flattened(m['evals'])
-        print(f"### {name}: width x{P['width_scale']:g}, {P['epochs']} epochs of batch {P['batch_size']} on {m['n_train']:,} images, "
-              f"lr {P['lr']:g}; {m['status']}; {m['train_seconds']:.0f} s training ({m['train_seconds']/max(P['epochs'], 1):.0f} s per epoch); "
+        epochs = max(m['evals'][-1]['epoch'], 1)
+        print(f"### {name}: width x{P['width_scale']:g}, {P['epochs']} epochs of batch {P['batch_size']} on {m.get('n_train') or 'all the'} training images, "
+              f"lr {P['lr']:g}; {m['status']}; {m['train_seconds']:.0f} s training ({m['train_seconds']/epochs:.0f} s per epoch); "
               f"precision: {m['precision']['why']}")
         print(f'flattened over the last {FLAT_EPOCHS} epochs (PSNR +{FLAT_PSNR} dB, classifier FD -{FLAT_CFD:.0%}): {flat} '
               f'(PSNR {gain:+.2f} dB, classifier FD {-drop:+.1%})\n')

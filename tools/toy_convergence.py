@@ -28,12 +28,13 @@ PROTOCOLS = {
     '12k_x512': (12_000, 512, 800, (8_000, 10_000)),       # milestones at 2/3 and 5/6
     '15k_x128': (15_000, 128, 1_000, (5_000, 7_500)),      # the paper's schedule shape, half as long
     '30k_x128': (30_000, 128, 2_000, (10_000, 15_000)),    # the paper's iterations, warm-up and milestones at batch 128
+    '60k_x128': (60_000, 128, 4_000, (20_000, 30_000)),    # the doubling check of the chosen protocol, 30k_x128
 }
 S, AS = 's-introvae', 'as-introvae'
 PLAN = [('6k_x512', 'float32', S), ('6k_x512', 'bf16', S), ('6k_x512', 'float32', AS), ('6k_x512', 'bf16', AS),
         ('12k_x512', 'float32', S), ('15k_x128', 'float32', S), ('12k_x512', 'float32', AS), ('15k_x128', 'float32', AS),
         ('12k_x512', 'bf16', S), ('30k_x128', 'float32', S), ('30k_x128', 'float32', AS), ('12k_x512', 'bf16', AS),
-        ('30k_x128', 'bf16', S), ('30k_x128', 'bf16', AS)]
+        ('30k_x128', 'bf16', S), ('30k_x128', 'bf16', AS), ('60k_x128', 'float32', S)]
 
 
 def main():
@@ -96,7 +97,7 @@ def figure(out):
     import matplotlib.pyplot as plt
     import numpy as np
     runs = finished(out)
-    colours = dict(zip(PROTOCOLS, ('tab:blue', 'tab:orange', 'tab:green', 'tab:red')))
+    colours = dict(zip(PROTOCOLS, ('tab:blue', 'tab:orange', 'tab:green', 'tab:red', 'tab:purple')))
     fig, axs = plt.subplots(2, 2, figsize=(13, 7.5), sharex=True, height_ratios=(2, 1))
     for col, method in enumerate((S, AS)):
         for (name, precision, m), man in runs.items():
@@ -113,7 +114,7 @@ def figure(out):
         axs[0, col].set(xscale='log', yscale='log', title=f'{method} at (0.3, 0.2, 0.9)', ylabel='toy KL (lower is better)')
         axs[0, col].legend(fontsize=8, loc='upper right')
         axs[1, col].set(xscale='log', xlabel='iteration (log axis)', ylabel='recovered modes\n(mean thick, worst seed thin)', ylim=(0, 8.5))
-        ticks = [t for t in (100, 300, 1000, 3000, 10000, 30000)]
+        ticks = [t for t in (100, 300, 1000, 3000, 10000, 30000, 60000)]
         axs[1, col].set_xticks(ticks, [f'{t:,}' for t in ticks]); axs[1, col].xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axs[0, col].grid(alpha=0.3, which='both'); axs[1, col].grid(alpha=0.3)
     fig.suptitle('Toy convergence study, 8 Gaussians: dotted verticals are each protocol\'s learning-rate milestones; '
