@@ -25,6 +25,7 @@ def toy_density(points, half_width, bins=TOY_BINS):
     "Density histogram of 2-D points on [-w, w]^2, as numpy.histogram2d(density=True): [N, 2] -> float64 [bins, bins]."
     pts = torch.as_tensor(points).detach().cpu().double().numpy()
     h, _, _ = np.histogram2d(pts[:, 0], pts[:, 1], bins=bins, density=True, range=[[-half_width, half_width]]*2)
+    if not np.isfinite(h).all(): h = np.zeros_like(h)     # no point inside the window (0/0): no density there
     return torch.from_numpy(h)
 
 def toy_kl_jsd(real, fake, half_width):
