@@ -6,13 +6,13 @@
 __all__ = ['PROFILES', 'EXPERIMENTS', 'TOY_CONFIGS', 'RECOMMENDED_BY_SET', 'RECOMMENDED', 'RECOMMENDED_DEFAULT', 'TOY_METHODS',
            'TOY_VARIANTS', 'BETAS_NAME', 'TOY_PROFILES', 'LOSS_OPTIONS_ADDED', 'TOY_FINAL_KEYS', 'STACK_BY',
            'CELEBA_FOLDERS', 'FLOWERS_FOLDERS', 'IMAGE_SETS', 'SET_NAMES', 'IMAGE_PROFILES', 'WGAN_LR', 'PROTOCOL_KEYS',
-           'PROFILE_HELP', 'EXIT_CODES', 'Experiment', 'git_revision', 'launch_revision', 'hardware', 'write_json',
-           'DamagedRecordWarning', 'report', 'read_json', 'toy_method', 'betas_config', 'config_betas', 'seed_labels',
-           'toy_members', 'saved_settings_with_defaults', 'run_toy_method', 'merge_toy_runs', 'seed_list',
-           'seed_values', 'seed_diverged', 'toy_samples', 'train_toy_method', 'ImageSet', 'set_name', 'load_image_set',
-           'image_model', 'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator', 'run_image_method',
-           'image_run_dir', 'run_image_methods', 'runs_of', 'final_scores', 'diverged', 'mean_sd', 'tile',
-           'write_experiment_manifest', 'write_table', 'profile_choice', 'protocol_lines', 'protocol_text',
+           'IMAGE_VARIANTS', 'PROFILE_HELP', 'EXIT_CODES', 'Experiment', 'git_revision', 'launch_revision', 'hardware',
+           'write_json', 'DamagedRecordWarning', 'report', 'read_json', 'toy_method', 'betas_config', 'config_betas',
+           'seed_labels', 'toy_members', 'saved_settings_with_defaults', 'run_toy_method', 'merge_toy_runs',
+           'seed_list', 'seed_values', 'seed_diverged', 'toy_samples', 'train_toy_method', 'ImageSet', 'set_name',
+           'load_image_set', 'image_model', 'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator',
+           'run_image_method', 'image_run_dir', 'run_image_methods', 'runs_of', 'final_scores', 'diverged', 'mean_sd',
+           'tile', 'write_experiment_manifest', 'write_table', 'profile_choice', 'protocol_lines', 'protocol_text',
            'without_flagged_cells', 'experiment_figures', 'kernel_manager_logging_to', 'echoing', 'run_experiment',
            'Interrupted', 'check_data_root', 'reproduce', 'status_text', 'summary_table', 'exit_code',
            'interrupted_line', 'main']
@@ -326,9 +326,11 @@ IMAGE_SETS = {
 SET_NAMES = {'mnist': 'MNIST', 'cifar10': 'CIFAR-10', 'celeba64': 'CelebA 64 px', 'celeba128': 'CelebA-128', 'celeba256': 'CelebA-256',
              'oxford64': 'Oxford-102 Flowers 64 px', 'oxford128': 'Oxford-102 Flowers 128 px'}
 
-def set_name(key):
-    "How tables and figures name image set `key` (the paper's Table 3 says 'Oxford' for Oxford-102 Flowers)."
-    return SET_NAMES.get(key, key)
+def set_name(key, profile=None):
+    """How tables and figures name image set `key` (the paper's Table 3 says 'Oxford' for Oxford-102 Flowers); under a
+    `profile` that trains it at a short budget (IMAGE_PROFILES, budget='short'), the name says so."""
+    short = IMAGE_PROFILES.get(profile, {}).get(key, {}).get('budget') == 'short'
+    return SET_NAMES.get(key, key) + (' (short budget)' if short else '')
 
 def _image_folder(spec, root):
     "The first of spec.folders that exists under `root`, else DatasetNotFoundError naming them all."
@@ -378,9 +380,9 @@ IMAGE_PROFILES = {
         'oxford64': dict(n_train=256, n_test=32, batch_size=32, epochs=2)}.items()},
     'laptop': {k: {**_LAPTOP, **v} for k, v in {
         'mnist': dict(n_train=6000, n_test=1000, batch_size=64, width_scale=1/4, epochs=3),
-        'cifar10': dict(n_train=None, n_test=1000, batch_size=64, width_scale=1/4, epochs=3),
-        'celeba64': dict(n_train=2000, n_test=500, batch_size=32, width_scale=1/8, epochs=2),
-        'oxford64': dict(n_train=None, n_test=58, batch_size=32, width_scale=1/8, epochs=12)}.items()},
+        'cifar10': dict(n_train=None, n_test=1000, batch_size=64, width_scale=1/4, epochs=3, budget='short'),
+        'celeba64': dict(n_train=2000, n_test=500, batch_size=32, width_scale=1/8, epochs=2, budget='short'),
+        'oxford64': dict(n_train=None, n_test=58, batch_size=32, width_scale=1/8, epochs=12, budget='short')}.items()},
     'paper': {k: {**_PAPER, **v} for k, v in {
         'mnist': dict(n_train=None, n_test=10_000, batch_size=128, epochs=100),
         'cifar10': dict(n_train=None, n_test=10_000, batch_size=64, epochs=150),
@@ -543,9 +545,18 @@ def image_run_dir(out_dir, profile):
     "Where the image runs of `profile` live: shared by all image notebooks writing to `out_dir`."
     return Path(out_dir)/f'image_runs_{profile}'
 
+# Image methods with loss options of their own, under a tag: tag -> (method, loss options). One table for every
+# notebook, so a tag is the same run wherever it is asked for (the MNIST study's marginal kernel is Figure 2's).
+IMAGE_VARIANTS = {
+    'as-introvae-fixed':          ('as-introvae', {'schedule': 0.5}),
+    'as-introvae-marginal':       ('as-introvae', {'kernel': 'marginal'}),
+    'as-introvae-marginal-fixed': ('as-introvae', {'kernel': 'marginal', 'schedule': 0.5}),
+}
+
 def run_image_methods(methods, keys, profile, out_dir, data_root=None, device='cpu', seeds=None, variants=None, fid_weights=None):
-    "Every (data set, method, seed) run -> ({(key, method, seed): manifest}, {key: why it was skipped})."
-    runs, skipped, variants = {}, {}, variants or {}
+    """Every (data set, method, seed) run -> ({(key, method, seed): manifest}, {key: why it was skipped}). A method may
+    be a tag of IMAGE_VARIANTS or of `variants` (tag -> (method, loss options))."""
+    runs, skipped, variants = {}, {}, {**IMAGE_VARIANTS, **(variants or {})}
     for key in keys:
         for tag in methods:
             method, options = variants.get(tag, (tag, None))
@@ -610,7 +621,8 @@ def protocol_lines(runs, key):
     if not ms: return []
     m, P = ms[0], ms[0]['settings']['protocol']
     seconds = sum(r['train_seconds'] for r in ms)
-    return [f"{set_name(key)}: {m['n_train']:,} training images at {m['settings']['set']['resolution']} px, test: {m['split']} ({m['n_test']:,} images); "
+    short = 'a short budget, to show that it runs and what it gives, not converged: ' if P.get('budget') == 'short' else ''
+    return [f"{SET_NAMES.get(key, key)}: {short}{m['n_train']:,} training images at {m['settings']['set']['resolution']} px, test: {m['split']} ({m['n_test']:,} images); "
             f"{P['epochs']} epochs of batch {P['batch_size']} ({m['iterations']:,} iterations), width x{P['width_scale']:g}, "
             f"z = {m['settings']['set']['z_dim']}, Adam lr {P['lr']:g} (WGAN-GP {WGAN_LR:g}), betas {tuple(m['settings']['set']['betas'])}; "
             f"metrics on {P['n_eval']:,} samples from fixed noise vs {P['n_eval']:,} training images and on the test images; "
