@@ -13,6 +13,14 @@ Usage: python tools/mnist_convergence.py [--out runs/mnist_convergence] [--data-
 --summary prints per pilot the PSNR and classifier FD at every epoch and whether the curve has flattened by the rule
 below; --figure draws both against epochs and against training time into --out/pilot.png.
 
+The study it led to is the laptop profile's MNIST protocol (asintrovae.reproduce.IMAGE_PROFILES). Its runs are the
+image notebooks' own, so they can be trained here ahead of `make reproduce`, in parallel processes, and are read back
+by the notebooks:
+  --study [--part K/N] [--figures figures]  trains STUDY then EXTRA (every MNIST run the laptop notebooks ask for),
+      seed by seed, the K-th of every N (K from 1), into <figures>/image_runs_laptop/mnist/;
+  --precision-check  trains Soft-IntroVAE seed 0 once more in float32 with the contiguous layout (tag
+      s-introvae-float32) beside them; --precision-summary compares its scores with the bf16 seeds'.
+
 Flattened (the rule): over the last FLAT_EPOCHS epochs, the test PSNR rose by less than FLAT_PSNR dB and the
 classifier FD fell by less than FLAT_CFD of its value.
 """
@@ -30,6 +38,60 @@ PILOTS = {
 }
 FLAT_EPOCHS, FLAT_PSNR, FLAT_CFD = 4, 0.25, 0.10
 
+# The MNIST study of the laptop profile (issue #15): these three methods, 3 seeds; then the other MNIST runs the laptop
+# notebooks ask for (Figure 9's IntroVAE, Table 2's WGAN-GP, Figure 2's fixed weights). Seed-major, so a part that is
+# cut short leaves whole seeds.
+STUDY = ('s-introvae', 'as-introvae', 'as-introvae-marginal')
+EXTRA = ('introvae', 'wgan-gp', 'as-introvae-fixed', 'as-introvae-marginal-fixed')
+FLOAT32 = ('s-introvae-float32', dict(amp=False, channels_last=False))
+
+
+def study_runs(seeds=3):
+    "The (tag, seed) of every laptop MNIST run, in the order they are trained."
+    return [(t, s) for s in range(seeds) for t in STUDY] + [(t, s) for s in range(seeds) for t in EXTRA]
+
+
+def train_study(figures, part, data_root):
+    "Train (or read back) the K-th of every N study runs (`part` = 'K/N') into <figures>/image_runs_laptop."
+    from asintrovae.reproduce import IMAGE_VARIANTS, image_run_dir
+    k, n = (int(v) for v in part.split('/'))
+    for tag, seed in study_runs()[k - 1::n]:
+        method, options = IMAGE_VARIANTS.get(tag, (tag, None))
+        t0 = time.time()
+        print(f'{time.strftime("%H:%M:%S")} {tag} seed {seed}: start', flush=True)
+        m = run_image_method(method, 'mnist', 'laptop', image_run_dir(figures, 'laptop'), seed, tag, options, data_root)
+        print(f'{time.strftime("%H:%M:%S")} {tag} seed {seed}: {m["status"]}, {m["train_seconds"]:.0f} s training ({time.time() - t0:.0f} s now); '
+              f'{ {k: round(v, 3) for k, v in m["final"].items() if isinstance(v, float)} }', flush=True)
+
+
+def train_float32(figures, data_root):
+    from asintrovae.reproduce import image_run_dir
+    tag, protocol = FLOAT32
+    m = run_image_method('s-introvae', 'mnist', 'laptop', image_run_dir(figures, 'laptop'), 0, tag, data_root=data_root, protocol=protocol)
+    print(f'{tag}: {m["status"]}, {m["train_seconds"]:.0f} s training; precision: {m["precision"]["why"]}', flush=True)
+
+
+def precision_summary(figures):
+    "Soft-IntroVAE's final scores in float32 (seed 0) beside its bf16 seeds, and whether they agree within the seed spread."
+    import statistics
+    from asintrovae.reproduce import image_protocol, image_run_dir
+    d, P = image_run_dir(figures, 'laptop')/'mnist', image_protocol('laptop', 'mnist')
+    def read(name, **override):                 # a finished run of today's laptop protocol (older runs in the folder are not)
+        m = json.loads((d/name).read_text()) if (d/name).exists() else None
+        return m if m and m['status'] == 'done' and m['settings']['protocol'] == json.loads(json.dumps({**P, **override})) else None
+    bf16 = [m for m in (read(f's-introvae_seed{s}.json') for s in range(3)) if m]
+    f32 = read(f'{FLOAT32[0]}_seed0.json', **FLOAT32[1])
+    if not bf16 or not f32: return print(f'not there yet: {len(bf16)} bf16 seeds, float32 run {"done" if f32 else "missing"} in {d}')
+    print('| metric | bf16 + channels-last, per seed | mean ± sd | float32, contiguous, seed 0 | float32 minus bf16 seed 0 | within the bf16 range |')
+    print('|---|---|---|---|---|---|')
+    for k in ('psnr', 'ssim', 'cfd'):
+        v = [m['final'][k] for m in bf16]
+        sd = statistics.stdev(v) if len(v) > 1 else float('nan')
+        print(f"| {k} | {', '.join(f'{x:.4g}' for x in v)} | {statistics.mean(v):.4g} ± {sd:.2g} | {f32['final'][k]:.4g} | "
+              f"{f32['final'][k] - v[0]:+.3g} | {min(v) <= f32['final'][k] <= max(v)} |")
+    print(f"\ntraining seconds: bf16 seed 0 {bf16[0]['train_seconds']:.0f}, float32 {f32['train_seconds']:.0f} "
+          f"({f32['train_seconds']/bf16[0]['train_seconds']:.2f}x); precision: {bf16[0]['precision']['why']} / {f32['precision']['why']}")
+
 
 def main():
     p = argparse.ArgumentParser()
@@ -40,10 +102,18 @@ def main():
     p.add_argument('--list', action='store_true')
     p.add_argument('--summary', action='store_true')
     p.add_argument('--figure', action='store_true')
+    p.add_argument('--figures', default='figures', help='the figures folder whose image_runs_laptop the study trains into')
+    p.add_argument('--study', action='store_true')
+    p.add_argument('--part', default='1/1')
+    p.add_argument('--precision-check', action='store_true')
+    p.add_argument('--precision-summary', action='store_true')
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     if a.summary: return summary(a.out)
     if a.figure: return figure(a.out)
+    if a.study: return train_study(a.figures, a.part, a.data_root)
+    if a.precision_check: return train_float32(a.figures, a.data_root)
+    if a.precision_summary: return precision_summary(a.figures)
     for name, protocol in PILOTS.items():
         if a.only and name not in a.only: continue
         manifest = Path(a.out)/name/'mnist'/'s-introvae_seed0.json'
