@@ -379,7 +379,7 @@ IMAGE_PROFILES = {
         'celeba64': dict(n_train=256, n_test=64, batch_size=32, epochs=2),
         'oxford64': dict(n_train=256, n_test=32, batch_size=32, epochs=2)}.items()},
     'laptop': {k: {**_LAPTOP, **v} for k, v in {
-        'mnist': dict(n_train=None, n_test=1000, batch_size=64, width_scale=1/4, epochs=10, seeds=3, budget='study'),
+        'mnist': dict(n_train=None, n_test=1000, batch_size=64, width_scale=1/4, epochs=12, seeds=3, budget='study'),
         'cifar10': dict(n_train=None, n_test=1000, batch_size=64, width_scale=1/4, epochs=3, budget='short'),
         'celeba64': dict(n_train=2000, n_test=500, batch_size=32, width_scale=1/8, epochs=2, budget='short'),
         'oxford64': dict(n_train=None, n_test=58, batch_size=32, width_scale=1/8, epochs=12, budget='short')}.items()},
