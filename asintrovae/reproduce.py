@@ -727,7 +727,8 @@ PROFILE_HELP = {
              'meaningful; figures and tables go to runs/smoke/figures (ignored by git)',
     'laptop': 'meaningful numbers on a 2-core CPU: about 18 hours on 2 cores for Table 1 from scratch at its converged '
               'protocol (30,000 x 128, float32, one run per seed: 36 core-hours, two processes), about 43 more for the '
-              'robustness map, about an hour for the image notebooks; finished runs are kept and read back (minutes), so a '
+              'robustness map, about 15 core-hours for the image notebooks (the MNIST study: 21 runs of 12 epochs on 60,000 '
+              'images, in one process unless tools/mnist_convergence.py --study trains them in parts first); finished runs are kept and read back (minutes), so a '
               'laptop profile completes in parts; writes figures/',
     'paper': "the authors' protocol (toys 30,000 iterations of batch 512; images at full width for the epochs of their "
              'train.sh, 3 seeds): meant for a GPU; on a 2-core CPU the toy table alone would take about 56 hours',
