@@ -9,13 +9,13 @@ __all__ = ['PROFILES', 'EXPERIMENTS', 'TOY_CONFIGS', 'RECOMMENDED_BY_SET', 'RECO
            'IMAGE_VARIANTS', 'PROFILE_HELP', 'EXIT_CODES', 'Experiment', 'git_revision', 'launch_revision', 'hardware',
            'write_json', 'DamagedRecordWarning', 'report', 'read_json', 'toy_method', 'betas_config', 'config_betas',
            'seed_labels', 'toy_members', 'saved_settings_with_defaults', 'run_toy_method', 'merge_toy_runs',
-           'seed_list', 'seed_values', 'seed_diverged', 'toy_samples', 'train_toy_method', 'ImageSet', 'set_name',
-           'load_image_set', 'image_model', 'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator',
-           'run_image_method', 'image_run_dir', 'run_image_methods', 'runs_of', 'final_scores', 'diverged', 'mean_sd',
-           'tile', 'write_experiment_manifest', 'write_table', 'profile_choice', 'protocol_lines', 'protocol_text',
-           'without_flagged_cells', 'experiment_figures', 'kernel_manager_logging_to', 'echoing', 'run_experiment',
-           'Interrupted', 'check_data_root', 'reproduce', 'status_text', 'summary_table', 'exit_code',
-           'interrupted_line', 'main']
+           'seed_list', 'member_status', 'seed_values', 'seed_diverged', 'toy_samples', 'train_toy_method', 'ImageSet',
+           'set_name', 'load_image_set', 'image_model', 'image_protocol', 'dataset_classifier', 'eval_mode',
+           'ImageEvaluator', 'run_image_method', 'image_run_dir', 'run_image_methods', 'runs_of', 'final_scores',
+           'diverged', 'mean_sd', 'tile', 'write_experiment_manifest', 'write_table', 'profile_choice',
+           'protocol_lines', 'protocol_text', 'without_flagged_cells', 'experiment_figures',
+           'kernel_manager_logging_to', 'echoing', 'run_experiment', 'Interrupted', 'check_data_root', 'reproduce',
+           'status_text', 'summary_table', 'exit_code', 'interrupted_line', 'main']
 
 # %% ../nbs/07_reproduce.ipynb #c002
 import argparse, contextlib, json, os, platform, signal, subprocess, sys, textwrap, threading, time, warnings
@@ -256,11 +256,16 @@ def merge_toy_runs(parts):
                 diverged_at=[p.get('diverged_at') for p in parts for _ in p['settings']['members']])
 
 def _seed_order(run, config):
+    "The member indices of configuration `config` in a run, in seed order."
     return [i for _, i in sorted((m['seed'], i) for i, m in enumerate(run['settings']['members']) if m['config'] == config)]
 
 def seed_list(run, config):
     "The seeds of configuration `config` in a run, in order."
-    return sorted(m['seed'] for m in run['settings']['members'] if m['config'] == config)
+    return [run['settings']['members'][i]['seed'] for i in _seed_order(run, config)]
+
+def member_status(run):
+    "Per member of a run (or of merged runs), in the run's order: 'done' or 'diverged'."
+    return run.get('member_status') or [run.get('status', 'done')]*len(run['settings']['members'])
 
 def seed_values(run, config, key):
     "One final value (`key`: 'kl', 'jsd', 'modes', ...) per seed of configuration `config` of a run, in seed order (NaN where it diverged) -> array."
@@ -268,7 +273,7 @@ def seed_values(run, config, key):
 
 def seed_diverged(run, config):
     "Per seed of configuration `config`, in seed order: True where that seed's run diverged -> bool array."
-    status = run.get('member_status') or [run.get('status', 'done')]*len(run['settings']['members'])
+    status = member_status(run)
     return np.array([status[i] == 'diverged' for i in _seed_order(run, config)], dtype=bool)
 
 def toy_samples(run, run_dir):
