@@ -9,13 +9,13 @@ __all__ = ['PROFILES', 'EXPERIMENTS', 'TOY_CONFIGS', 'RECOMMENDED_BY_SET', 'RECO
            'IMAGE_VARIANTS', 'PROFILE_HELP', 'EXIT_CODES', 'Experiment', 'git_revision', 'launch_revision', 'hardware',
            'write_json', 'DamagedRecordWarning', 'report', 'read_json', 'toy_method', 'betas_config', 'config_betas',
            'seed_labels', 'toy_members', 'saved_settings_with_defaults', 'run_toy_method', 'merge_toy_runs',
-           'seed_list', 'member_status', 'seed_values', 'seed_diverged', 'toy_samples', 'train_toy_method', 'ImageSet',
-           'set_name', 'load_image_set', 'image_model', 'image_protocol', 'dataset_classifier', 'eval_mode',
-           'ImageEvaluator', 'run_image_method', 'image_run_dir', 'run_image_methods', 'runs_of', 'final_scores',
-           'diverged', 'mean_sd', 'tile', 'write_experiment_manifest', 'write_table', 'profile_choice',
-           'protocol_lines', 'protocol_text', 'without_flagged_cells', 'experiment_figures',
-           'kernel_manager_logging_to', 'echoing', 'run_experiment', 'Interrupted', 'check_data_root', 'reproduce',
-           'status_text', 'summary_table', 'exit_code', 'interrupted_line', 'main']
+           'seed_list', 'member_status', 'seed_values', 'seed_diverged', 'toy_samples', 'shared_toy_run',
+           'train_toy_method', 'ImageSet', 'set_name', 'load_image_set', 'image_model', 'image_protocol',
+           'dataset_classifier', 'eval_mode', 'ImageEvaluator', 'run_image_method', 'image_run_dir',
+           'run_image_methods', 'runs_of', 'final_scores', 'diverged', 'mean_sd', 'tile', 'write_experiment_manifest',
+           'write_table', 'profile_choice', 'protocol_lines', 'protocol_text', 'without_flagged_cells',
+           'experiment_figures', 'kernel_manager_logging_to', 'echoing', 'run_experiment', 'Interrupted',
+           'check_data_root', 'reproduce', 'status_text', 'summary_table', 'exit_code', 'interrupted_line', 'main']
 
 # %% ../nbs/07_reproduce.ipynb #c002
 import argparse, contextlib, json, os, platform, signal, subprocess, sys, textwrap, threading, time, warnings
@@ -172,7 +172,7 @@ TOY_PROFILES = {
 }
 
 # %% ../nbs/07_reproduce.ipynb #c014
-import hashlib, math
+import hashlib, math, os
 
 # AS-IntroVAE options added after runs were recorded, each with a default that is what those runs computed (the paper's
 # mean reduction, no tanh before the decoder's KL): a manifest without them is read back as if it named the default.
@@ -253,6 +253,7 @@ def merge_toy_runs(parts):
                 final={k: cat([p['final'] for p in parts], k) for k in parts[0]['final']}, evals=evals,
                 samples=[p.get('samples', f"{p['settings']['method']}_samples.npz") for p in parts],
                 train_seconds=round(sum(p['train_seconds'] for p in parts), 1), parts=[p.get('name') for p in parts],
+                shared_from=[p['shared_from'] for p in parts if 'shared_from' in p],
                 diverged_at=[p.get('diverged_at') for p in parts for _ in p['settings']['members']])
 
 def _seed_order(run, config):
@@ -283,20 +284,43 @@ def toy_samples(run, run_dir):
 
 STACK_BY = ('method', 'config', 'seed')
 
-def train_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, stack_by='method', train=True, **kw):
+def shared_toy_run(run, config, other_dir, run_dir):
+    """A run read back from another experiment's folder `other_dir` under another configuration name, as a run of
+    `config` in `run_dir`: its members renamed, its samples file given relative to `run_dir`, and `shared_from` naming
+    the manifest it came from (relative to `run_dir`'s parent)."""
+    other_dir, run_dir = Path(other_dir), Path(run_dir)
+    return {**run, 'settings': {**run['settings'], 'members': [{**m, 'config': config} for m in run['settings']['members']]},
+            'samples': os.path.relpath(other_dir/run['samples'], run_dir),
+            'shared_from': os.path.relpath(other_dir/f"{run['name']}.json", run_dir.parent)}
+
+def train_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, stack_by='method', train=True, shared=None, **kw):
     """All (configuration, seed) members of `method` as one run: trained as one stack ('method'), one stack per
     configuration ('config') or one run per configuration and seed ('seed': seed s trains with cfg.seed = s, so its
     initial weights and batches are those of seed s in every method), merged in (configuration, seed) order. The smaller
     the parts, the less an interruption loses; at batch 128 on a CPU a stack is no faster per member than one run.
     `train=False` trains nothing: the parts finished so far, merged (None if there are none), to tabulate a profile
-    that is still being trained."""
+    that is still being trained.
+    `shared` ({config: (other_dir, other_config)}, stack_by='seed' only): configurations that another experiment trains
+    with the same weights under another name (the robustness grid's cell 'kl0.7_rec0.2_neg0.9' is Table 1's 'C3'); each
+    seed finished there is read back (`shared_toy_run`) instead of trained again, the others are trained here."""
     if stack_by not in STACK_BY: raise ValueError(f"stack_by={stack_by!r}: choose one of {', '.join(STACK_BY)}")
+    shared = shared or {}
+    if shared and stack_by != 'seed': raise ValueError(f"shared runs are read back per seed: stack_by='seed', not {stack_by!r}")
+    for c, (other_dir, other) in shared.items():
+        if config_betas(method, c, dataset) != config_betas(method, other, dataset):
+            raise ValueError(f'{method}: {c} has weights {config_betas(method, c, dataset)}, {other} has {config_betas(method, other, dataset)}: not the same run')
     if stack_by == 'method': return run_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, train=train, **kw)
     if stack_by == 'config':
         parts = [run_toy_method(method, dataset, [c], seeds, cfg, batch_size, run_dir, name=f'{method}_{c}', train=train, **kw) for c in configs]
     else:
-        parts = [run_toy_method(method, dataset, [c], [s], replace(cfg, seed=s), batch_size, run_dir, name=f'{method}_{c}_seed{s}', train=train, **kw)
-                 for c in configs for s in seed_labels(seeds)]
+        def part(c, s):
+            if c in shared:
+                other_dir, other = shared[c]
+                done = run_toy_method(method, dataset, [other], [s], replace(cfg, seed=s), batch_size, other_dir,
+                                      name=f'{method}_{other}_seed{s}', train=False, **kw)
+                if done: return shared_toy_run(done, c, other_dir, run_dir)
+            return run_toy_method(method, dataset, [c], [s], replace(cfg, seed=s), batch_size, run_dir, name=f'{method}_{c}_seed{s}', train=train, **kw)
+        parts = [part(c, s) for c in configs for s in seed_labels(seeds)]
     parts = [p for p in parts if p is not None]
     return merge_toy_runs(parts) if parts else None
 

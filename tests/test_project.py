@@ -57,18 +57,17 @@ def test_package_exposes_its_modules():
 
 
 def test_import_costs_at_most_half_a_second_more_than_torch():
-    "Importing the library and its driver (which pull in every module but the metric libraries) against `import torch`, alternated, best of 3."
+    "Importing the library and its driver (which pull in every module but the metric libraries) after `import torch` in the same process, best of 3:"
+    " the extra seconds are the library's own, whatever the machine's load does to torch's."
     def best(code):
         times = []
         for _ in range(3):
-            r = _run([sys.executable, '-c', f'import time; t = time.perf_counter(); {code}; print(time.perf_counter() - t)'], ROOT)
+            r = _run([sys.executable, '-c', f'import time; import torch; t = time.perf_counter(); {code}; print(time.perf_counter() - t)'], ROOT)
             assert r.returncode == 0, r.stderr
             times.append(float(r.stdout))
         return min(times)
-    torch_alone = best('import torch')
-    ours = best('import asintrovae; asintrovae.reproduce')
-    bare = best('import asintrovae')
-    assert ours - torch_alone <= 0.5 and bare < 0.1, f'import torch {torch_alone:.2f} s, asintrovae {bare:.2f} s, + reproduce {ours:.2f} s'
+    ours, bare = best('import asintrovae; asintrovae.reproduce'), best('import asintrovae')
+    assert ours <= 0.5 and bare < 0.1, f'after import torch: asintrovae {bare:.2f} s, + reproduce {ours:.2f} s'
     r = _run([sys.executable, '-c', 'import sys, asintrovae.reproduce; print(sorted({"piq", "torchmetrics", "papermill"} & set(sys.modules)))'], ROOT)
     assert r.stdout.strip() == '[]', f'heavy libraries imported eagerly: {r.stdout}'
 

@@ -168,3 +168,24 @@ def test_manifests_from_before_an_option_existed_are_read_back_only_when_its_def
     del old['settings']['loss']['detach_target']
     path.write_text(json.dumps(old))
     assert run_toy_method('as-introvae', '8gaussians', ['C1'], 1, cfg, 16, tmp_path, hidden=16)['final']['kl'] != [-1.0]
+
+
+def test_a_grid_cell_with_table1_weights_reads_table1_runs_and_trains_only_what_is_missing(tmp_path):
+    "train_toy_method(shared=...): seed 0 of C3 finished in Table 1's folder is read back as the grid cell's seed 0"
+    " (renamed, samples found, source named); seed 1, missing there, is trained in the grid's folder; other weights are refused."
+    from asintrovae.reproduce import betas_config, toy_samples, train_toy_method
+    cfg = TrainConfig(iterations=6, warmup=2, milestones=(4,), log_every=3, eval_every=3, checkpoint_every=100, progress=False)
+    table1, grid = tmp_path/'toy_2d_8gaussians_x', tmp_path/'toy_robustness_8gaussians_x'
+    first = train_toy_method('s-introvae', '8gaussians', ['C3'], [0], cfg, 16, table1, stack_by='seed', hidden=16)
+    cell = betas_config(0.7, 0.2, 0.9)
+    twins = {cell: (table1, 'C3')}
+    assert train_toy_method('s-introvae', '8gaussians', [cell], 2, cfg, 16, grid, stack_by='seed', hidden=16, shared=twins, train=False)['shared_from'] \
+        == ['toy_2d_8gaussians_x/s-introvae_C3_seed0.json']                               # partial: seed 0 from Table 1, seed 1 not yet
+    run = train_toy_method('s-introvae', '8gaussians', [cell], 2, cfg, 16, grid, stack_by='seed', hidden=16, shared=twins)
+    assert [(m['config'], m['seed']) for m in run['settings']['members']] == [(cell, 0), (cell, 1)]
+    assert run['final']['kl'][0] == first['final']['kl'][0] and run['shared_from'] == ['toy_2d_8gaussians_x/s-introvae_C3_seed0.json']
+    assert sorted(p.name for p in grid.glob('*.json')) == [f's-introvae_{cell}_seed1.json']   # only the missing seed was trained here
+    assert np.array_equal(toy_samples(run, grid)[0], np.load(table1/'s-introvae_C3_seed0_samples.npz')['samples'][0])
+    with pytest.raises(ValueError, match='not the same run'):
+        train_toy_method('s-introvae', '8gaussians', [betas_config(0.7, 0.2, 2.0)], 1, cfg, 16, grid, stack_by='seed', hidden=16,
+                         shared={betas_config(0.7, 0.2, 2.0): (table1, 'C3')})
