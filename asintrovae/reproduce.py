@@ -307,19 +307,20 @@ def train_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, 
     shared = shared or {}
     if shared and stack_by != 'seed': raise ValueError(f"shared runs are read back per seed: stack_by='seed', not {stack_by!r}")
     for c, (other_dir, other) in shared.items():
-        if config_betas(method, c, dataset) != config_betas(method, other, dataset):
-            raise ValueError(f'{method}: {c} has weights {config_betas(method, c, dataset)}, {other} has {config_betas(method, other, dataset)}: not the same run')
+        mine, theirs = config_betas(method, c, dataset), config_betas(method, other, dataset)
+        if mine != theirs: raise ValueError(f'{method}: {c} has weights {mine}, {other} has {theirs}: not the same run')
     if stack_by == 'method': return run_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, train=train, **kw)
     if stack_by == 'config':
         parts = [run_toy_method(method, dataset, [c], seeds, cfg, batch_size, run_dir, name=f'{method}_{c}', train=train, **kw) for c in configs]
     else:
+        def one(c, s, folder, train):
+            return run_toy_method(method, dataset, [c], [s], replace(cfg, seed=s), batch_size, folder, name=f'{method}_{c}_seed{s}', train=train, **kw)
         def part(c, s):
             if c in shared:
                 other_dir, other = shared[c]
-                done = run_toy_method(method, dataset, [other], [s], replace(cfg, seed=s), batch_size, other_dir,
-                                      name=f'{method}_{other}_seed{s}', train=False, **kw)
+                done = one(other, s, other_dir, train=False)
                 if done: return shared_toy_run(done, c, other_dir, run_dir)
-            return run_toy_method(method, dataset, [c], [s], replace(cfg, seed=s), batch_size, run_dir, name=f'{method}_{c}_seed{s}', train=train, **kw)
+            return one(c, s, run_dir, train)
         parts = [part(c, s) for c in configs for s in seed_labels(seeds)]
     parts = [p for p in parts if p is not None]
     return merge_toy_runs(parts) if parts else None
