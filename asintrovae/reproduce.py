@@ -10,8 +10,8 @@ __all__ = ['PROFILES', 'EXPERIMENTS', 'TOY_CONFIGS', 'RECOMMENDED_BY_SET', 'RECO
            'write_json', 'DamagedRecordWarning', 'report', 'read_json', 'toy_method', 'betas_config', 'config_betas',
            'seed_labels', 'toy_members', 'saved_settings_with_defaults', 'run_toy_method', 'merge_toy_runs',
            'seed_list', 'member_status', 'seed_values', 'seed_diverged', 'toy_samples', 'shared_toy_run',
-           'train_toy_method', 'ImageSet', 'set_name', 'load_image_set', 'image_model', 'image_protocol',
-           'dataset_classifier', 'eval_mode', 'ImageEvaluator', 'run_image_method', 'image_run_dir',
+           'train_toy_method', 'count_finished', 'ImageSet', 'set_name', 'load_image_set', 'image_model',
+           'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator', 'run_image_method', 'image_run_dir',
            'run_image_methods', 'runs_of', 'final_scores', 'diverged', 'mean_sd', 'tile', 'write_experiment_manifest',
            'write_table', 'profile_choice', 'protocol_lines', 'protocol_text', 'without_flagged_cells',
            'experiment_figures', 'kernel_manager_logging_to', 'echoing', 'run_experiment', 'Interrupted',
@@ -324,6 +324,16 @@ def train_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, 
         parts = [part(c, s) for c in configs for s in seed_labels(seeds)]
     parts = [p for p in parts if p is not None]
     return merge_toy_runs(parts) if parts else None
+
+def count_finished(label, run, n_asked, partial=False, t0=None, note=''):
+    """How many of the `n_asked` members of `run` (as `train_toy_method` returns it; None: none finished yet) have
+    finished, printed as one line: '<label> k of n runs, <s> s training (<t> s now)<note>', `t0` the time.time() at which
+    this session started on them. Unless `partial`, a run that lacks members is an error (the notebook asked for all)."""
+    n = len(run['settings']['members']) if run else 0
+    print(f'{label} {n} of {n_asked} runs' + (f', {run["train_seconds"]:8.1f} s training' if run else '')
+          + (f' ({time.time()-t0:.0f} s now)' if t0 is not None else '') + note)
+    if not partial and n != n_asked: raise AssertionError(f'{label.strip()}: {n} of {n_asked} runs finished, all were asked for')
+    return n
 
 
 # %% ../nbs/07_reproduce.ipynb #c017
