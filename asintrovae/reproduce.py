@@ -8,14 +8,15 @@ __all__ = ['PROFILES', 'EXPERIMENTS', 'TOY_CONFIGS', 'RECOMMENDED_BY_SET', 'RECO
            'CELEBA_FOLDERS', 'FLOWERS_FOLDERS', 'IMAGE_SETS', 'SET_NAMES', 'IMAGE_PROFILES', 'WGAN_LR', 'PROTOCOL_KEYS',
            'IMAGE_VARIANTS', 'PROFILE_HELP', 'EXIT_CODES', 'Experiment', 'git_revision', 'launch_revision', 'hardware',
            'write_json', 'DamagedRecordWarning', 'report', 'read_json', 'toy_method', 'betas_config', 'config_betas',
-           'seed_labels', 'toy_members', 'saved_settings_with_defaults', 'run_toy_method', 'merge_toy_runs',
-           'seed_list', 'member_status', 'seed_values', 'seed_diverged', 'toy_samples', 'shared_toy_run',
-           'train_toy_method', 'count_finished', 'ImageSet', 'set_name', 'load_image_set', 'image_model',
-           'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator', 'run_image_method', 'image_run_dir',
-           'run_image_methods', 'runs_of', 'final_scores', 'diverged', 'mean_sd', 'tile', 'write_experiment_manifest',
-           'write_table', 'profile_choice', 'protocol_lines', 'protocol_text', 'without_flagged_cells',
-           'experiment_figures', 'kernel_manager_logging_to', 'echoing', 'run_experiment', 'Interrupted',
-           'check_data_root', 'reproduce', 'status_text', 'summary_table', 'exit_code', 'interrupted_line', 'main']
+           'seed_labels', 'toy_members', 'RunClaimed', 'claim_run', 'saved_settings_with_defaults', 'run_toy_method',
+           'merge_toy_runs', 'seed_list', 'member_status', 'seed_values', 'seed_diverged', 'toy_samples',
+           'shared_toy_run', 'train_toy_method', 'count_finished', 'ImageSet', 'set_name', 'load_image_set',
+           'image_model', 'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator', 'run_image_method',
+           'image_run_dir', 'run_image_methods', 'runs_of', 'final_scores', 'diverged', 'mean_sd', 'tile',
+           'write_experiment_manifest', 'write_table', 'profile_choice', 'protocol_lines', 'protocol_text',
+           'without_flagged_cells', 'experiment_figures', 'kernel_manager_logging_to', 'echoing', 'run_experiment',
+           'Interrupted', 'check_data_root', 'reproduce', 'status_text', 'summary_table', 'exit_code',
+           'interrupted_line', 'main']
 
 # %% ../nbs/07_reproduce.ipynb #c002
 import argparse, contextlib, json, os, platform, signal, subprocess, sys, textwrap, threading, time, warnings
@@ -172,7 +173,39 @@ TOY_PROFILES = {
 }
 
 # %% ../nbs/07_reproduce.ipynb #c014
-import hashlib, math, os
+import hashlib, math, os, socket
+
+class RunClaimed(Exception):
+    "The run is being trained by another live process (`claim_run` said no) and the caller asked not to wait."
+
+def _process_alive(pid):
+    "Whether process `pid` exists on this host."
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: return True                      # it exists, under another user
+    return True
+
+def claim_run(lock):
+    """Claim the training of one run for this process through the lock file `lock` (it holds 'host pid'): True if
+    claimed, False if another live process on this host holds it (or one on another host: its liveness cannot be seen
+    from here). A lock left by a process that has died (killed, or its machine restarted) is taken over. Release it
+    with `lock.unlink()`. Two processes given the same list of runs thus share it instead of training a run twice."""
+    lock, me = Path(lock), f'{socket.gethostname()} {os.getpid()}'
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try: text, age = lock.read_text(), time.time() - lock.stat().st_mtime
+            except FileNotFoundError: continue               # released meanwhile
+            try: host, pid = text.split()
+            except ValueError:                               # its owner is still writing it, or died doing so
+                if age < 10: time.sleep(0.05); continue
+                host, pid = socket.gethostname(), -1
+            if host != socket.gethostname() or (int(pid) > 0 and _process_alive(int(pid))): return False
+            with contextlib.suppress(FileNotFoundError): lock.unlink()    # stale: its owner is gone
+            continue
+        with os.fdopen(fd, 'w') as f: f.write(me)
+        return True
 
 # AS-IntroVAE options added after runs were recorded, each with a default that is what those runs computed (the paper's
 # mean reduction, no tanh before the decoder's KL): a manifest without them is read back as if it named the default.
@@ -188,13 +221,16 @@ def saved_settings_with_defaults(saved):
 TOY_FINAL_KEYS = ('kl', 'jsd', 'modes', 'good')            # what asintrovae.metrics.toy_metrics returns per member
 
 def run_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, device='cpu', hidden=256, n_plot=2000,
-                   layers=4, precision='float32', loss_options=None, name=None, train=True):
+                   layers=4, precision='float32', loss_options=None, name=None, train=True, wait=True, poll=30.0):
     """Train all (config, seed) members of `method` on toy `dataset` as one stack; return the run's manifest.
     `method` may be a row of TOY_VARIANTS (a method with its own loss options, its own manifest). `name` (default: the
     method) names the manifest, samples and checkpoint files, so one method can be trained as several stacks.
     A stack whose loss becomes NaN/inf is a result, not a crash: its manifest has status 'diverged', the iteration
     (`diverged_at`), the evaluations up to then, and NaN final metrics and samples for every member.
-    `train=False`: only read back a finished (or diverged) run; None if there is none."""
+    `train=False`: only read back a finished (or diverged) run; None if there is none.
+    Training claims the run first (`claim_run`, a lock file beside the checkpoint): if another live process is training
+    it, `wait=True` reads its manifest back once it is written (polling every `poll` s, and taking the run over should
+    that process die), `wait=False` raises `RunClaimed`."""
     name = name or method
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     members = toy_members(method, configs, seeds, dataset)
@@ -206,14 +242,31 @@ def run_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, de
     settings = json.loads(json.dumps(settings))             # tuples -> lists, as they come back from JSON
     manifest_path = run_dir/f'{name}.json'
     revision = launch_revision()                        # taken before training: HEAD may move while a run trains
-    done = read_json(manifest_path)
-    if done and done.get('status') in ('done', 'diverged') and saved_settings_with_defaults(done['settings']) == settings: return done
-    if not train: return None
+    def finished():
+        done = read_json(manifest_path)
+        return done if done and done.get('status') in ('done', 'diverged') and saved_settings_with_defaults(done['settings']) == settings else None
+    if (done := finished()) or not train: return done
+    key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]   # checkpoint and lock per settings:
+    lock, told = run_dir/f'{name}-{key}.lock', False                                      # another core never resumes them
+    while not claim_run(lock):
+        if not wait: raise RunClaimed(f'{name}: trained by another process ({lock} holds "{lock.read_text() if lock.exists() else ""}")')
+        if not told: print(f'{name}: another process is training it; waiting for its manifest'); told = True
+        time.sleep(poll)
+        if done := finished(): return done
+    try:
+        if done := finished(): return done                   # finished between our look and our claim
+        return _train_toy_run(dataset, members, cfg, batch_size, run_dir, name, settings, loss, key, revision, device, hidden,
+                              layers, precision, n_plot)
+    finally:
+        with contextlib.suppress(FileNotFoundError): lock.unlink()
+
+def _train_toy_run(dataset, members, cfg, batch_size, run_dir, name, settings, loss, key, revision, device, hidden, layers,
+                   precision, n_plot):
+    "Train one claimed toy run (`run_toy_method`) from scratch or its checkpoint; write its samples and manifest -> the manifest."
     torch.manual_seed(cfg.seed)                             # the same initial weights for every method
     model = toy_vae(members=len(members), hidden=hidden, layers=layers, precision=precision).to(device)
     batches = ToyBatches(dataset, len(members), batch_size, device=device, seed=cfg.seed)
-    key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]   # a checkpoint per settings:
-    trainer = Trainer(model, loss, batches, cfg, checkpoint=run_dir/f'{name}-{key}.pt',    # another core never resumes it
+    trainer = Trainer(model, loss, batches, cfg, checkpoint=run_dir/f'{name}-{key}.pt',
                       evaluate=lambda m: toy_metrics(m, dataset, seed=1))
     try:
         history, status, extra = trainer.fit(), 'done', {}
@@ -228,7 +281,7 @@ def run_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, de
     manifest = dict(status=status, **extra, name=name, samples=f'{name}_samples.npz', settings=settings, final=final, evals=history['evals'],
                     logs=history['logs'], train_seconds=round(trainer.train_seconds, 1), hardware=hardware(), git=revision,
                     finished=time.strftime('%Y-%m-%d %H:%M:%S'))
-    write_json(manifest_path, manifest)
+    write_json(run_dir/f'{name}.json', manifest)
     return manifest
 
 def merge_toy_runs(parts):
@@ -311,17 +364,23 @@ def train_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, 
         if mine != theirs: raise ValueError(f'{method}: {c} has weights {mine}, {other} has {theirs}: not the same run')
     if stack_by == 'method': return run_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, train=train, **kw)
     if stack_by == 'config':
-        parts = [run_toy_method(method, dataset, [c], seeds, cfg, batch_size, run_dir, name=f'{method}_{c}', train=train, **kw) for c in configs]
+        def part(c, wait): return run_toy_method(method, dataset, [c], seeds, cfg, batch_size, run_dir, name=f'{method}_{c}', train=train, wait=wait, **kw)
+        keys = [(c,) for c in configs]
     else:
-        def one(c, s, folder, train):
-            return run_toy_method(method, dataset, [c], [s], replace(cfg, seed=s), batch_size, folder, name=f'{method}_{c}_seed{s}', train=train, **kw)
-        def part(c, s):
+        def one(c, s, folder, train, wait=True):
+            return run_toy_method(method, dataset, [c], [s], replace(cfg, seed=s), batch_size, folder, name=f'{method}_{c}_seed{s}',
+                                  train=train, wait=wait, **kw)
+        def part(c, s, wait):
             if c in shared:
                 other_dir, other = shared[c]
                 done = one(other, s, other_dir, train=False)
                 if done: return shared_toy_run(done, c, other_dir, run_dir)
-            return one(c, s, run_dir, train)
-        parts = [part(c, s) for c in configs for s in seed_labels(seeds)]
+            return one(c, s, run_dir, train, wait)
+        keys = [(c, s) for c in configs for s in seed_labels(seeds)]
+    parts = {}
+    for k in keys:                                          # parts another process is training are left for last
+        with contextlib.suppress(RunClaimed): parts[k] = part(*k, wait=False)
+    parts = [parts[k] if k in parts else part(*k, wait=True) for k in keys]
     parts = [p for p in parts if p is not None]
     return merge_toy_runs(parts) if parts else None
 

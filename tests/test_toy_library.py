@@ -189,3 +189,68 @@ def test_a_grid_cell_with_table1_weights_reads_table1_runs_and_trains_only_what_
     with pytest.raises(ValueError, match='not the same run'):
         train_toy_method('s-introvae', '8gaussians', [betas_config(0.7, 0.2, 2.0)], 1, cfg, 16, grid, stack_by='seed', hidden=16,
                          shared={betas_config(0.7, 0.2, 2.0): (table1, 'C3')})
+
+
+def test_claim_run_takes_free_and_stale_locks_and_leaves_live_ones(tmp_path):
+    "claim_run: a free lock is claimed (holding 'host pid'); one held by a live process is not; one left by a dead process,"
+    " or left empty by a process that died while writing it, is taken over; one from another host is left alone."
+    import os, socket, subprocess, sys
+    from asintrovae.reproduce import claim_run
+    host, lock = socket.gethostname(), tmp_path/'r.lock'
+    assert claim_run(lock) and lock.read_text() == f'{host} {os.getpid()}'
+    assert not claim_run(lock)                                             # held by a live process (this one)
+    dead = subprocess.Popen([sys.executable, '-c', 'pass']); dead.wait()
+    lock.write_text(f'{host} {dead.pid}')
+    assert claim_run(lock) and lock.read_text() == f'{host} {os.getpid()}'
+    lock.write_text(f'another-{host} {os.getpid()}')
+    assert not claim_run(lock)
+    lock.write_text(''); os.utime(lock, (1, 1))
+    assert claim_run(lock)
+
+
+def test_two_processes_given_the_same_runs_share_them(tmp_path, monkeypatch):
+    "train_toy_method with stack_by='seed': a run another live process has claimed is left for last, then read back"
+    " when its manifest appears (not trained twice); if that process dies, the run is taken over and trained here."
+    " Every lock is released, also when training is interrupted."
+    import shutil, socket, subprocess, sys, threading, time
+    import asintrovae.reproduce as R
+    cfg = TrainConfig(iterations=6, warmup=2, milestones=(4,), log_every=3, eval_every=3, checkpoint_every=100, progress=False)
+    elsewhere, here = tmp_path/'elsewhere', tmp_path/'here'
+    for s in (0, 2):                                                       # what the other process computes, and its run keys
+        R.train_toy_method('s-introvae', '8gaussians', ['C1'], [s], cfg, 16, elsewhere, stack_by='seed', hidden=16)
+    key = {s: next(elsewhere.glob(f's-introvae_C1_seed{s}-*.pt')).stem.split('-')[-1] for s in (0, 2)}
+    other = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])
+    here.mkdir()
+    for s in (0, 2): (here/f's-introvae_C1_seed{s}-{key[s]}.lock').write_text(f'{socket.gethostname()} {other.pid}')
+    result = {}
+    job = threading.Thread(target=lambda: result.update(run=R.train_toy_method(
+        's-introvae', '8gaussians', ['C1'], 3, cfg, 16, here, stack_by='seed', hidden=16, poll=0.05)))
+    job.start()
+    def wait_for(cond, what):
+        t0 = time.time()
+        while not cond():
+            assert time.time() - t0 < 60, f'timed out waiting for {what}'
+            time.sleep(0.05)
+    try:
+        wait_for(lambda: (here/'s-introvae_C1_seed1.json').exists(), 'seed 1, which nobody else claimed')
+        time.sleep(0.3)
+        assert job.is_alive() and not (here/'s-introvae_C1_seed0.json').exists()     # waiting on seed 0, not training it
+        for f in ('s-introvae_C1_seed0_samples.npz', 's-introvae_C1_seed0.json'):     # the other process finishes seed 0,
+            shutil.copy(elsewhere/f, here/'copying'); (here/'copying').replace(here/f)  # writing each file atomically
+        (here/f's-introvae_C1_seed0-{key[0]}.lock').unlink()                          # ... and releases it
+        time.sleep(0.3)
+        assert job.is_alive() and not list(here.glob('s-introvae_C1_seed0-*.pt'))    # read back, not trained; now waits on seed 2
+        other.kill(); other.wait()                                                    # ... whose owner dies: taken over
+        job.join(60)
+        assert not job.is_alive()
+    finally:
+        if other.poll() is None: other.kill()
+    run = result['run']
+    assert [(m['config'], m['seed']) for m in run['settings']['members']] == [('C1', 0), ('C1', 1), ('C1', 2)]
+    assert run['final']['kl'][0] == json.loads((elsewhere/'s-introvae_C1_seed0.json').read_text())['final']['kl'][0]
+    assert (here/f's-introvae_C1_seed2-{key[2]}.pt').exists() and not list(here.glob('*.lock'))
+    def interrupted(*a, **k): raise KeyboardInterrupt
+    monkeypatch.setattr(R, '_train_toy_run', interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        R.train_toy_method('s-introvae', '8gaussians', ['C2'], 1, cfg, 16, here, stack_by='seed', hidden=16)
+    assert not list(here.glob('*.lock'))
