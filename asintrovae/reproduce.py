@@ -346,7 +346,7 @@ def shared_toy_run(run, config, other_dir, run_dir):
             'samples': os.path.relpath(other_dir/run['samples'], run_dir),
             'shared_from': os.path.relpath(other_dir/f"{run['name']}.json", run_dir.parent)}
 
-def train_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, stack_by='method', train=True, shared=None, **kw):
+def train_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, stack_by='method', train=True, shared=None, wait=True, **kw):
     """All (configuration, seed) members of `method` as one run: trained as one stack ('method'), one stack per
     configuration ('config') or one run per configuration and seed ('seed': seed s trains with cfg.seed = s, so its
     initial weights and batches are those of seed s in every method), merged in (configuration, seed) order. The smaller
@@ -355,14 +355,18 @@ def train_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, 
     that is still being trained.
     `shared` ({config: (other_dir, other_config)}, stack_by='seed' only): configurations that another experiment trains
     with the same weights under another name (the robustness grid's cell 'kl0.7_rec0.2_neg0.9' is Table 1's 'C3'); each
-    seed finished there is read back (`shared_toy_run`) instead of trained again, the others are trained here."""
+    seed finished there is read back (`shared_toy_run`) instead of trained again, the others are trained here.
+    Parts another live process is training (`claim_run`) are left for last and read back when they finish; `wait=False`
+    leaves them out instead, so that a first pass over many methods trains everything nobody else holds."""
     if stack_by not in STACK_BY: raise ValueError(f"stack_by={stack_by!r}: choose one of {', '.join(STACK_BY)}")
     shared = shared or {}
     if shared and stack_by != 'seed': raise ValueError(f"shared runs are read back per seed: stack_by='seed', not {stack_by!r}")
     for c, (other_dir, other) in shared.items():
         mine, theirs = config_betas(method, c, dataset), config_betas(method, other, dataset)
         if mine != theirs: raise ValueError(f'{method}: {c} has weights {mine}, {other} has {theirs}: not the same run')
-    if stack_by == 'method': return run_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, train=train, **kw)
+    if stack_by == 'method':
+        try: return run_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, train=train, wait=wait, **kw)
+        except RunClaimed: return None
     if stack_by == 'config':
         def part(c, wait): return run_toy_method(method, dataset, [c], seeds, cfg, batch_size, run_dir, name=f'{method}_{c}', train=train, wait=wait, **kw)
         keys = [(c,) for c in configs]
@@ -380,7 +384,7 @@ def train_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, 
     parts = {}
     for k in keys:                                          # parts another process is training are left for last
         with contextlib.suppress(RunClaimed): parts[k] = part(*k, wait=False)
-    parts = [parts[k] if k in parts else part(*k, wait=True) for k in keys]
+    parts = [parts[k] if k in parts else part(*k, wait=True) if wait else None for k in keys]
     parts = [p for p in parts if p is not None]
     return merge_toy_runs(parts) if parts else None
 

@@ -209,7 +209,7 @@ def test_claim_run_takes_free_and_stale_locks_and_leaves_live_ones(tmp_path):
 
 
 def test_two_processes_given_the_same_runs_share_them(tmp_path, monkeypatch):
-    "train_toy_method with stack_by='seed': a run another live process has claimed is left for last, then read back"
+    "train_toy_method with stack_by='seed': a run another live process has claimed is left out (wait=False) or left for last, then read back"
     " when its manifest appears (not trained twice); if that process dies, the run is taken over and trained here."
     " Every lock is released, also when training is interrupted."
     import shutil, socket, subprocess, sys, threading, time
@@ -222,6 +222,8 @@ def test_two_processes_given_the_same_runs_share_them(tmp_path, monkeypatch):
     other = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])
     here.mkdir()
     for s in (0, 2): (here/f's-introvae_C1_seed{s}-{key[s]}.lock').write_text(f'{socket.gethostname()} {other.pid}')
+    first = R.train_toy_method('s-introvae', '8gaussians', ['C1'], 3, cfg, 16, here, stack_by='seed', hidden=16, wait=False)
+    assert [m['seed'] for m in first['settings']['members']] == [1]                 # wait=False: what nobody holds, at once
     result = {}
     job = threading.Thread(target=lambda: result.update(run=R.train_toy_method(
         's-introvae', '8gaussians', ['C1'], 3, cfg, 16, here, stack_by='seed', hidden=16, poll=0.05)))
