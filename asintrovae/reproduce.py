@@ -8,12 +8,12 @@ __all__ = ['PROFILES', 'EXPERIMENTS', 'TOY_CONFIGS', 'RECOMMENDED_BY_SET', 'RECO
            'CELEBA_FOLDERS', 'FLOWERS_FOLDERS', 'IMAGE_SETS', 'SET_NAMES', 'IMAGE_PROFILES', 'WGAN_LR', 'PROTOCOL_KEYS',
            'IMAGE_VARIANTS', 'PROFILE_HELP', 'EXIT_CODES', 'Experiment', 'git_revision', 'launch_revision', 'hardware',
            'write_json', 'DamagedRecordWarning', 'report', 'read_json', 'toy_method', 'betas_config', 'config_betas',
-           'seed_labels', 'toy_members', 'RunClaimed', 'claim_run', 'saved_settings_with_defaults', 'run_toy_method',
-           'merge_toy_runs', 'seed_list', 'member_status', 'seed_values', 'seed_diverged', 'toy_samples',
-           'shared_toy_run', 'train_toy_method', 'count_finished', 'ImageSet', 'set_name', 'load_image_set',
-           'image_model', 'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator', 'run_image_method',
-           'image_run_dir', 'run_image_methods', 'runs_of', 'final_scores', 'diverged', 'mean_sd', 'tile',
-           'write_experiment_manifest', 'write_table', 'profile_choice', 'protocol_lines', 'protocol_text',
+           'seed_labels', 'toy_members', 'RunClaimed', 'claim_run', 'claim_or_wait', 'saved_settings_with_defaults',
+           'run_toy_method', 'merge_toy_runs', 'seed_list', 'member_status', 'seed_values', 'seed_diverged',
+           'toy_samples', 'shared_toy_run', 'train_toy_method', 'count_finished', 'ImageSet', 'set_name',
+           'load_image_set', 'image_model', 'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator',
+           'run_image_method', 'image_run_dir', 'run_image_methods', 'runs_of', 'final_scores', 'diverged', 'mean_sd',
+           'tile', 'write_experiment_manifest', 'write_table', 'profile_choice', 'protocol_lines', 'protocol_text',
            'without_flagged_cells', 'experiment_figures', 'kernel_manager_logging_to', 'echoing', 'run_experiment',
            'Interrupted', 'check_data_root', 'reproduce', 'status_text', 'summary_table', 'exit_code',
            'interrupted_line', 'main']
@@ -207,6 +207,20 @@ def claim_run(lock):
         with os.fdopen(fd, 'w') as f: f.write(me)
         return True
 
+def claim_or_wait(lock, finished, name, wait=True, poll=30.0):
+    """Claim the training of run `name` for this process (`claim_run` on the lock file `lock`) -> None: the caller trains
+    it, then unlinks `lock`. Or -> the run's manifest, `finished()` once that is not None: another process finished it
+    while this one waited (`wait=True`, polling every `poll` s; the run is taken over should that process die) or just
+    before the claim. `wait=False` raises `RunClaimed` instead of waiting."""
+    lock, told = Path(lock), False
+    while not claim_run(lock):
+        if not wait: raise RunClaimed(f'{name}: trained by another process ({lock} holds "{lock.read_text() if lock.exists() else ""}")')
+        if not told: print(f'{name}: another process is training it; waiting for its manifest', flush=True); told = True
+        time.sleep(poll)
+        if done := finished(): return done
+    if done := finished(): lock.unlink(missing_ok=True)
+    return done
+
 # AS-IntroVAE options added after runs were recorded, each with a default that is what those runs computed (the paper's
 # mean reduction, no tanh before the decoder's KL): a manifest without them is read back as if it named the default.
 # Options whose default changed the computation (detach_target, real_posterior, layers) are not here: such runs are redone.
@@ -247,18 +261,13 @@ def run_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, de
         return done if done and done.get('status') in ('done', 'diverged') and saved_settings_with_defaults(done['settings']) == settings else None
     if (done := finished()) or not train: return done
     key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]   # checkpoint and lock per settings:
-    lock, told = run_dir/f'{name}-{key}.lock', False                                      # another core never resumes them
-    while not claim_run(lock):
-        if not wait: raise RunClaimed(f'{name}: trained by another process ({lock} holds "{lock.read_text() if lock.exists() else ""}")')
-        if not told: print(f'{name}: another process is training it; waiting for its manifest'); told = True
-        time.sleep(poll)
-        if done := finished(): return done
+    lock = run_dir/f'{name}-{key}.lock'                                                   # another core never resumes them
+    if done := claim_or_wait(lock, finished, name, wait, poll): return done
     try:
-        if done := finished(): return done                   # finished between our look and our claim
         return _train_toy_run(dataset, members, cfg, batch_size, run_dir, name, settings, loss, key, revision, device, hidden,
                               layers, precision, n_plot)
     finally:
-        with contextlib.suppress(FileNotFoundError): lock.unlink()
+        lock.unlink(missing_ok=True)
 
 def _train_toy_run(dataset, members, cfg, batch_size, run_dir, name, settings, loss, key, revision, device, hidden, layers,
                    precision, n_plot):
@@ -586,10 +595,11 @@ PROTOCOL_KEYS = ('n_train', 'n_test', 'batch_size', 'width_scale', 'epochs', 'lr
                  'amp', 'channels_last')
 
 def run_image_method(method, key, profile, run_dir, seed=0, tag=None, loss_options=None, data_root=None, device='cpu',
-                     fid_weights=None, progress=False, protocol=None):
+                     fid_weights=None, progress=False, protocol=None, poll=30.0):
     """Train `method` on image set `key` under `profile` (seed, loss options) -> the run's manifest; see above.
     `protocol` overrides entries of the profile's protocol (a study of epochs or widths; `amp`/`channels_last`: the
-    trainer's fast-path switches, True by default); the manifest records the protocol trained."""
+    trainer's fast-path switches, True by default); the manifest records the protocol trained. A run another process is
+    training (its lock file beside the checkpoint, `claim_run`) is waited for and read back, not trained twice."""
     if set(protocol or {}) - set(PROTOCOL_KEYS):
         raise ValueError(f'protocol keys {sorted(set(protocol) - set(PROTOCOL_KEYS))}: choose from {", ".join(PROTOCOL_KEYS)}')
     P, spec, tag = {**image_protocol(profile, key), **(protocol or {})}, IMAGE_SETS[key], tag or method
@@ -599,8 +609,19 @@ def run_image_method(method, key, profile, run_dir, seed=0, tag=None, loss_optio
     core = getattr(make_loss(method, Betas(*spec.betas), 1, **(loss_options or {})), 'options', {})   # defaults included
     settings = json.loads(json.dumps(dict(method=method, key=key, profile=profile, seed=seed, protocol=P, set=asdict(spec),
                                           loss_options=loss_options or {}, loss=core)))
-    done = read_json(stem.with_suffix('.json'))
-    if done and done.get('status') in ('done', 'diverged') and done.get('settings') == settings: return done
+    def finished():
+        done = read_json(stem.with_suffix('.json'))
+        return done if done and done.get('status') in ('done', 'diverged') and done.get('settings') == settings else None
+    if done := finished(): return done
+    lock = stem.with_suffix('.lock')                     # another process training this run: wait for its manifest
+    if done := claim_or_wait(lock, finished, f'{key}/{stem.name}', poll=poll): return done
+    try: return _train_image_run(method, key, run_dir, seed, loss_options, data_root, device, fid_weights, progress, P, spec, stem,
+                                 settings, revision)
+    finally: lock.unlink(missing_ok=True)
+
+def _train_image_run(method, key, run_dir, seed, loss_options, data_root, device, fid_weights, progress, P, spec, stem, settings,
+                     revision):
+    "Train one claimed image run (`run_image_method`) from scratch or its checkpoint; write its arrays and manifest -> the manifest."
     train, test, split = load_image_set(key, data_root, P['n_train'], P['n_test'])
     per_epoch = len(train)//P['batch_size']
     iterations = per_epoch*P['epochs']

@@ -134,7 +134,31 @@ def test_interrupted_image_run_resumes_from_its_checkpoint(tmp_path, monkeypatch
     with pytest.raises(KeyboardInterrupt): R.run_image_method('s-introvae', 'mnist', 'smoke', tmp_path/'cut', data_root=DATA)
     ckpt = tmp_path/'cut'/'mnist'/'s-introvae_seed0.pt'
     assert torch.load(ckpt, weights_only=False)['it'] == whole['per_epoch'] and not (tmp_path/'cut'/'mnist'/'s-introvae_seed0.json').exists()
+    assert not list((tmp_path/'cut'/'mnist').glob('*.lock'))                # the claim is released when the run is cut
     monkeypatch.undo()
     resumed = R.run_image_method('s-introvae', 'mnist', 'smoke', tmp_path/'cut', data_root=DATA)
     assert [e['epoch'] for e in resumed['evals']] == [0.0, 1.0, 2.0]
     assert resumed['final'] == pytest.approx(whole['final'], rel=1e-4)   # exact resume: the same model as without the cut
+
+
+@pytest.mark.skipif(DATA is None, reason='needs the shared MNIST beside the checkout')
+def test_an_image_run_another_process_trains_is_waited_for_and_read_back(tmp_path):
+    "run_image_method: a run whose lock a live process holds is not trained here; its manifest is read back once written."
+    import shutil, socket, subprocess, sys, threading, time
+    import asintrovae.reproduce as R
+    whole = R.run_image_method('s-introvae', 'mnist', 'smoke', tmp_path/'elsewhere', data_root=DATA)
+    here = tmp_path/'here'/'mnist'; here.mkdir(parents=True)
+    other = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])
+    try:
+        (here/'s-introvae_seed0.lock').write_text(f'{socket.gethostname()} {other.pid}')
+        result = {}
+        job = threading.Thread(target=lambda: result.update(run=R.run_image_method('s-introvae', 'mnist', 'smoke', tmp_path/'here',
+                                                                                    data_root=DATA, poll=0.05)))
+        job.start(); time.sleep(1.0)
+        assert job.is_alive() and not list(here.glob('*.pt')) and not list(here.glob('*_progress.npz'))   # waiting, not training
+        for f in ('s-introvae_seed0.npz', 's-introvae_seed0.json'):         # the other process finishes, writing atomically
+            shutil.copy(tmp_path/'elsewhere'/'mnist'/f, here/'copying'); (here/'copying').replace(here/f)
+        job.join(60)
+        assert not job.is_alive() and result['run']['final'] == whole['final'] and not list(here.glob('*.pt'))
+    finally:
+        other.kill(); other.wait()
