@@ -4,19 +4,19 @@
 
 # %% auto #0
 __all__ = ['PROFILES', 'EXPERIMENTS', 'TOY_CONFIGS', 'RECOMMENDED_BY_SET', 'RECOMMENDED', 'RECOMMENDED_DEFAULT', 'TOY_METHODS',
-           'TOY_VARIANTS', 'BETAS_NAME', 'TOY_PROFILES', 'LOSS_OPTIONS_ADDED', 'TOY_FINAL_KEYS', 'STACK_BY',
-           'CELEBA_FOLDERS', 'FLOWERS_FOLDERS', 'IMAGE_SETS', 'SET_NAMES', 'IMAGE_PROFILES', 'WGAN_LR', 'PROTOCOL_KEYS',
-           'IMAGE_VARIANTS', 'PROFILE_HELP', 'EXIT_CODES', 'Experiment', 'git_revision', 'launch_revision', 'hardware',
-           'write_json', 'DamagedRecordWarning', 'report', 'read_json', 'toy_method', 'betas_config', 'config_betas',
-           'seed_labels', 'toy_members', 'RunClaimed', 'claim_run', 'claim_or_wait', 'saved_settings_with_defaults',
-           'run_toy_method', 'merge_toy_runs', 'seed_list', 'member_status', 'seed_values', 'seed_diverged',
-           'toy_samples', 'shared_toy_run', 'train_toy_method', 'count_finished', 'ImageSet', 'set_name',
-           'load_image_set', 'image_model', 'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator',
-           'run_image_method', 'image_run_dir', 'run_image_methods', 'runs_of', 'final_scores', 'diverged', 'mean_sd',
-           'tile', 'write_experiment_manifest', 'write_table', 'profile_choice', 'protocol_lines', 'protocol_text',
-           'without_flagged_cells', 'experiment_figures', 'kernel_manager_logging_to', 'echoing', 'run_experiment',
-           'Interrupted', 'check_data_root', 'reproduce', 'status_text', 'summary_table', 'exit_code',
-           'interrupted_line', 'main']
+           'TOY_VARIANTS', 'BETAS_NAME', 'TOY_PROFILES', 'LOCK_BEAT', 'LOCK_STALE', 'LOSS_OPTIONS_ADDED',
+           'TOY_FINAL_KEYS', 'STACK_BY', 'CELEBA_FOLDERS', 'FLOWERS_FOLDERS', 'IMAGE_SETS', 'SET_NAMES',
+           'IMAGE_PROFILES', 'WGAN_LR', 'PROTOCOL_KEYS', 'IMAGE_VARIANTS', 'PROFILE_HELP', 'EXIT_CODES', 'Experiment',
+           'git_revision', 'launch_revision', 'hardware', 'write_json', 'DamagedRecordWarning', 'report', 'read_json',
+           'toy_method', 'betas_config', 'config_betas', 'seed_labels', 'toy_members', 'RunClaimed', 'claim_run',
+           'holding', 'claim_or_wait', 'saved_settings_with_defaults', 'run_toy_method', 'merge_toy_runs', 'seed_list',
+           'member_status', 'seed_values', 'seed_diverged', 'toy_samples', 'shared_toy_run', 'train_toy_method',
+           'count_finished', 'ImageSet', 'set_name', 'load_image_set', 'image_model', 'image_protocol',
+           'dataset_classifier', 'eval_mode', 'ImageEvaluator', 'run_image_method', 'image_run_dir',
+           'run_image_methods', 'runs_of', 'final_scores', 'diverged', 'mean_sd', 'tile', 'write_experiment_manifest',
+           'write_table', 'profile_choice', 'protocol_lines', 'protocol_text', 'without_flagged_cells',
+           'experiment_figures', 'kernel_manager_logging_to', 'echoing', 'run_experiment', 'Interrupted',
+           'check_data_root', 'reproduce', 'status_text', 'summary_table', 'exit_code', 'interrupted_line', 'main']
 
 # %% ../nbs/07_reproduce.ipynb #c002
 import argparse, contextlib, json, os, platform, signal, subprocess, sys, textwrap, threading, time, warnings
@@ -185,11 +185,14 @@ def _process_alive(pid):
     except PermissionError: return True                      # it exists, under another user
     return True
 
-def claim_run(lock):
+LOCK_BEAT, LOCK_STALE = 60.0, 600.0      # seconds: a claim's owner touches its lock this often; older than this, it is dead
+
+def claim_run(lock, stale_after=LOCK_STALE):
     """Claim the training of one run for this process through the lock file `lock` (it holds 'host pid'): True if
-    claimed, False if another live process on this host holds it (or one on another host: its liveness cannot be seen
-    from here). A lock left by a process that has died (killed, or its machine restarted) is taken over. Release it
-    with `lock.unlink()`. Two processes given the same list of runs thus share it instead of training a run twice."""
+    claimed, False if a live process holds it: one whose lock was touched in the last `stale_after` s (`holding` touches
+    it every LOCK_BEAT s) and, on this host, whose pid exists. A lock left by a dead process is taken over: at once on
+    this host, after `stale_after` s from another (a shared folder, or a machine restarted under another name). Two
+    processes given the same list of runs thus share it instead of training a run twice."""
     lock, me = Path(lock), f'{socket.gethostname()} {os.getpid()}'
     while True:
         try:
@@ -201,15 +204,27 @@ def claim_run(lock):
             except ValueError:                               # its owner is still writing it, or died doing so
                 if age < 10: time.sleep(0.05); continue
                 host, pid = socket.gethostname(), -1
-            if host != socket.gethostname() or (int(pid) > 0 and _process_alive(int(pid))): return False
+            here = host == socket.gethostname()              # on this host a dead owner is seen at once, elsewhere by silence
+            if age < stale_after and (not here or (int(pid) > 0 and _process_alive(int(pid)))): return False
             with contextlib.suppress(FileNotFoundError): lock.unlink()    # stale: its owner is gone
             continue
         with os.fdopen(fd, 'w') as f: f.write(me)
         return True
 
+@contextlib.contextmanager
+def holding(lock, beat=LOCK_BEAT):
+    "While the block trains the run claimed by `lock`: touch the lock every `beat` s (a sign of life, `claim_run`); release it at the end."
+    stop = threading.Event()
+    def touch():
+        while not stop.wait(beat):
+            with contextlib.suppress(OSError): os.utime(lock)
+    beating = threading.Thread(target=touch, daemon=True); beating.start()
+    try: yield
+    finally: stop.set(); beating.join(); Path(lock).unlink(missing_ok=True)
+
 def claim_or_wait(lock, finished, name, wait=True, poll=30.0):
     """Claim the training of run `name` for this process (`claim_run` on the lock file `lock`) -> None: the caller trains
-    it, then unlinks `lock`. Or -> the run's manifest, `finished()` once that is not None: another process finished it
+    it while `holding` the lock. Or -> the run's manifest, `finished()` once that is not None: another process finished it
     while this one waited (`wait=True`, polling every `poll` s; the run is taken over should that process die) or just
     before the claim. `wait=False` raises `RunClaimed` instead of waiting."""
     lock, told = Path(lock), False
@@ -263,11 +278,9 @@ def run_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, de
     key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]   # checkpoint and lock per settings:
     lock = run_dir/f'{name}-{key}.lock'                                                   # another core never resumes them
     if done := claim_or_wait(lock, finished, name, wait, poll): return done
-    try:
+    with holding(lock):
         return _train_toy_run(dataset, members, cfg, batch_size, run_dir, name, settings, loss, key, revision, device, hidden,
                               layers, precision, n_plot)
-    finally:
-        lock.unlink(missing_ok=True)
 
 def _train_toy_run(dataset, members, cfg, batch_size, run_dir, name, settings, loss, key, revision, device, hidden, layers,
                    precision, n_plot):
@@ -615,9 +628,9 @@ def run_image_method(method, key, profile, run_dir, seed=0, tag=None, loss_optio
     if done := finished(): return done
     lock = stem.with_suffix('.lock')                     # another process training this run: wait for its manifest
     if done := claim_or_wait(lock, finished, f'{key}/{stem.name}', poll=poll): return done
-    try: return _train_image_run(method, key, run_dir, seed, loss_options, data_root, device, fid_weights, progress, P, spec, stem,
-                                 settings, revision)
-    finally: lock.unlink(missing_ok=True)
+    with holding(lock):
+        return _train_image_run(method, key, run_dir, seed, loss_options, data_root, device, fid_weights, progress, P, spec, stem,
+                                settings, revision)
 
 def _train_image_run(method, key, run_dir, seed, loss_options, data_root, device, fid_weights, progress, P, spec, stem, settings,
                      revision):

@@ -193,9 +193,10 @@ def test_a_grid_cell_with_table1_weights_reads_table1_runs_and_trains_only_what_
 
 def test_claim_run_takes_free_and_stale_locks_and_leaves_live_ones(tmp_path):
     "claim_run: a free lock is claimed (holding 'host pid'); one held by a live process is not; one left by a dead process,"
-    " or left empty by a process that died while writing it, is taken over; one from another host is left alone."
-    import os, socket, subprocess, sys
-    from asintrovae.reproduce import claim_run
+    " or left empty by a process that died while writing it, is taken over; one from another host is left alone while its"
+    " owner touches it (`holding`), and taken over once it has been silent for LOCK_STALE."
+    import os, socket, subprocess, sys, time
+    from asintrovae.reproduce import claim_run, holding
     host, lock = socket.gethostname(), tmp_path/'r.lock'
     assert claim_run(lock) and lock.read_text() == f'{host} {os.getpid()}'
     assert not claim_run(lock)                                             # held by a live process (this one)
@@ -203,9 +204,17 @@ def test_claim_run_takes_free_and_stale_locks_and_leaves_live_ones(tmp_path):
     lock.write_text(f'{host} {dead.pid}')
     assert claim_run(lock) and lock.read_text() == f'{host} {os.getpid()}'
     lock.write_text(f'another-{host} {os.getpid()}')
-    assert not claim_run(lock)
+    assert not claim_run(lock)                                             # another host's, touched lately: alive
+    os.utime(lock, (1, 1)); assert claim_run(lock)                         # ... silent for longer than LOCK_STALE: dead
+    lock.write_text(f'{host} {os.getpid()}'); os.utime(lock, (1, 1))
+    assert claim_run(lock)                                                 # a live pid that stopped touching it: reused
     lock.write_text(''); os.utime(lock, (1, 1))
     assert claim_run(lock)
+    lock.unlink()
+    with holding(lock, beat=0.05):                                         # the owner's sign of life
+        lock.write_text(f'{host} {os.getpid()}'); os.utime(lock, (1, 1)); time.sleep(0.3)
+        assert time.time() - lock.stat().st_mtime < 5 and not claim_run(lock)
+    assert not lock.exists()
 
 
 def test_two_processes_given_the_same_runs_share_them(tmp_path, monkeypatch):
