@@ -229,7 +229,7 @@ def claim_or_wait(lock, finished, name, wait=True, poll=30.0):
     before the claim. `wait=False` raises `RunClaimed` instead of waiting."""
     lock, told = Path(lock), False
     while not claim_run(lock):
-        if not wait: raise RunClaimed(f'{name}: trained by another process ({lock} holds "{lock.read_text() if lock.exists() else ""}")')
+        if not wait: raise RunClaimed(f'{name}: trained by another process (its claim: {lock})')   # the lock may be gone by now
         if not told: print(f'{name}: another process is training it; waiting for its manifest', flush=True); told = True
         time.sleep(poll)
         if done := finished(): return done
