@@ -126,6 +126,26 @@ def test_official_code_reductions_by_hand():
     assert math.isclose(enc.item(), 8*dec.item(), rel_tol=1e-12) and math.isclose(pairs.item(), 2*dec.item(), rel_tol=1e-12)
 
 
+
+def test_official_kernel_where_fake_variances_collapsed():
+    """Without the official tanh, kernel='official' is still the official Gaussian_Distance where the fakes' posterior
+    variances have collapsed to 1e-12..1e-28, as in the toy runs that diverged (tools/official_kernel_check.py), and D
+    grows like the diagonal terms 1/sqrt(2 var); after the official tanh (var >= 1/e) it stays below 2 d / sqrt(2/e)."""
+    g = torch.Generator().manual_seed(0)
+    mu_a, lv_a = torch.randn(3, 2, generator=g, dtype=torch.float64), torch.randn(3, 2, generator=g, dtype=torch.float64)
+    mu_b = torch.randn(3, 2, generator=g, dtype=torch.float64)
+    lists = lambda *ts: [t.tolist() for t in ts]
+    for log_var in (-27.6, -46.0, -64.5):                       # var 1e-12, 1e-20, 1e-28
+        lv_b = torch.full((3, 2), log_var, dtype=torch.float64) + 0.1*torch.randn(3, 2, generator=g, dtype=torch.float64)
+        for red, reduce in (('mean_dims', 'mean'), ('sum', 'none')):
+            ours = as_distance_logvar(mu_a, lv_a, mu_b, lv_b, kernel='official', reduction=red).item()
+            assert math.isclose(ours, _official_by_hand(*lists(mu_a, lv_a, mu_b, lv_b), reduce), rel_tol=1e-10)
+        d = as_distance_logvar(mu_a, lv_a, mu_b, lv_b, kernel='official', reduction='mean_dims').item()
+        diagonal = (2*lv_b.exp()).rsqrt().sum().item()/(3*3*2)    # the fakes' own diagonal terms, averaged as D averages
+        assert 0.9*diagonal < d < 1.1*diagonal and d > 1e5
+        squashed = as_distance_logvar(mu_a, lv_a, mu_b, lv_b, kernel='official', squash=True, reduction='mean_dims').item()
+        assert 0 <= squashed < 2/math.sqrt(2/math.e)
+
 def test_unknown_reduction_message():
     mu_r, var_r, mu_g, var_g = _batches()
     with pytest.raises(ValueError, match="reduction='max'.*mean_dims"):
