@@ -75,6 +75,8 @@ def replay(manifest_path):
     manifest_path = Path(manifest_path)
     manifest = json.loads(manifest_path.read_text())
     if manifest.get('status') != 'diverged': sys.exit(f'{manifest_path} did not diverge (status {manifest.get("status")!r})')
+    if len(manifest['settings']['members']) != 1:
+        sys.exit(f'{manifest_path} is a stack of {len(manifest["settings"]["members"])} members: the check replays one-run stacks (stack_by="seed")')
     key = hashlib.sha1(json.dumps(manifest['settings'], sort_keys=True).encode()).hexdigest()[:10]
     ckpt = manifest_path.with_name(f"{manifest['name']}-{key}.pt")
     if not ckpt.exists(): sys.exit(f'{ckpt} is missing: the check replays the run from its last checkpoint (checkpoints stay out of git)')
