@@ -126,7 +126,6 @@ def test_official_code_reductions_by_hand():
     assert math.isclose(enc.item(), 8*dec.item(), rel_tol=1e-12) and math.isclose(pairs.item(), 2*dec.item(), rel_tol=1e-12)
 
 
-
 def test_official_kernel_where_fake_variances_collapsed():
     """Without the official tanh, kernel='official' is still the official Gaussian_Distance where the fakes' posterior
     variances have collapsed to 1e-12..1e-28, as in the toy runs that diverged (tools/official_kernel_check.py), and D
@@ -145,6 +144,7 @@ def test_official_kernel_where_fake_variances_collapsed():
         assert 0.9*diagonal < d < 1.1*diagonal and d > 1e5
         squashed = as_distance_logvar(mu_a, lv_a, mu_b, lv_b, kernel='official', squash=True, reduction='mean_dims').item()
         assert 0 <= squashed < 2/math.sqrt(2/math.e)
+
 
 def test_unknown_reduction_message():
     mu_r, var_r, mu_g, var_g = _batches()
