@@ -9,14 +9,15 @@ __all__ = ['PROFILES', 'EXPERIMENTS', 'TOY_CONFIGS', 'RECOMMENDED_BY_SET', 'RECO
            'IMAGE_PROFILES', 'WGAN_LR', 'PROTOCOL_KEYS', 'IMAGE_VARIANTS', 'PROFILE_HELP', 'EXIT_CODES', 'Experiment',
            'git_revision', 'launch_revision', 'hardware', 'write_json', 'DamagedRecordWarning', 'report', 'read_json',
            'toy_method', 'betas_config', 'config_betas', 'seed_labels', 'toy_members', 'RunClaimed', 'claim_run',
-           'holding', 'claim_or_wait', 'saved_settings_with_defaults', 'run_toy_method', 'merge_toy_runs', 'seed_list',
-           'member_status', 'seed_values', 'seed_diverged', 'toy_samples', 'shared_toy_run', 'train_toy_method',
-           'count_finished', 'ImageSet', 'set_name', 'load_image_set', 'image_model', 'image_protocol',
-           'dataset_classifier', 'eval_mode', 'ImageEvaluator', 'run_image_method', 'image_run_dir',
-           'run_image_methods', 'runs_of', 'final_scores', 'diverged', 'mean_sd', 'tile', 'write_experiment_manifest',
-           'write_table', 'profile_choice', 'protocol_lines', 'protocol_text', 'without_flagged_cells',
-           'experiment_figures', 'kernel_manager_logging_to', 'echoing', 'run_experiment', 'Interrupted',
-           'check_data_root', 'reproduce', 'status_text', 'summary_table', 'exit_code', 'interrupted_line', 'main']
+           'holding', 'claim_or_wait', 'saved_settings_with_defaults', 'toy_loss', 'toy_run_key', 'toy_trainer',
+           'run_toy_method', 'merge_toy_runs', 'seed_list', 'member_status', 'seed_values', 'seed_diverged',
+           'toy_samples', 'shared_toy_run', 'train_toy_method', 'count_finished', 'ImageSet', 'set_name',
+           'load_image_set', 'image_model', 'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator',
+           'run_image_method', 'image_run_dir', 'run_image_methods', 'runs_of', 'final_scores', 'diverged', 'mean_sd',
+           'tile', 'write_experiment_manifest', 'write_table', 'profile_choice', 'protocol_lines', 'protocol_text',
+           'without_flagged_cells', 'experiment_figures', 'kernel_manager_logging_to', 'echoing', 'run_experiment',
+           'Interrupted', 'check_data_root', 'reproduce', 'status_text', 'summary_table', 'exit_code',
+           'interrupted_line', 'main']
 
 # %% ../nbs/07_reproduce.ipynb #c002
 import argparse, contextlib, json, os, platform, signal, subprocess, sys, textwrap, threading, time, warnings
@@ -249,6 +250,24 @@ def saved_settings_with_defaults(saved):
 
 TOY_FINAL_KEYS = ('kl', 'jsd', 'modes', 'good')            # what asintrovae.metrics.toy_metrics returns per member
 
+def toy_loss(method, members, cfg, loss_options=None, device='cpu'):
+    "The loss of Table 1's row `method` (TOY_VARIANTS included) for stacked `members` (toy_members), options on top."
+    base, options = toy_method(method)
+    betas = Betas.stacked([m['betas'] for m in members], device=device)
+    return make_loss(base, betas, cfg.iterations, warmup=cfg.warmup, **{**options, **(loss_options or {})})
+
+def toy_run_key(settings):
+    "The key that names a toy run's checkpoint and lock: a hash of its settings (as its manifest holds them) -> 10 hex digits."
+    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+
+def toy_trainer(dataset, n_members, cfg, batch_size, loss, checkpoint, device='cpu', hidden=256, layers=4, precision='float32',
+                evaluate=None):
+    "The Trainer of one toy run: a stack of `n_members` models, seeded by cfg.seed (the same initial weights for every method)."
+    torch.manual_seed(cfg.seed)
+    model = toy_vae(members=n_members, hidden=hidden, layers=layers, precision=precision).to(device)
+    batches = ToyBatches(dataset, n_members, batch_size, device=device, seed=cfg.seed)
+    return Trainer(model, loss, batches, cfg, checkpoint=checkpoint, evaluate=evaluate)
+
 def run_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, device='cpu', hidden=256, n_plot=2000,
                    layers=4, precision='float32', loss_options=None, name=None, train=True, wait=True, poll=30.0):
     """Train all (config, seed) members of `method` on toy `dataset` as one stack; return the run's manifest.
@@ -263,9 +282,7 @@ def run_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, de
     name = name or method
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     members = toy_members(method, configs, seeds, dataset)
-    betas = Betas.stacked([m['betas'] for m in members], device=device)
-    base, options = toy_method(method)
-    loss = make_loss(base, betas, cfg.iterations, warmup=cfg.warmup, **{**options, **(loss_options or {})})
+    loss = toy_loss(method, members, cfg, loss_options, device)
     settings = dict(method=method, dataset=dataset, members=members, batch_size=batch_size, hidden=hidden, layers=layers,
                     precision=precision, loss=getattr(loss, 'options', {}), train=asdict(cfg))
     settings = json.loads(json.dumps(settings))             # tuples -> lists, as they come back from JSON
@@ -275,8 +292,8 @@ def run_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, de
         done = read_json(manifest_path)
         return done if done and done.get('status') in ('done', 'diverged') and saved_settings_with_defaults(done['settings']) == settings else None
     if (done := finished()) or not train: return done
-    key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]   # checkpoint and lock per settings:
-    lock = run_dir/f'{name}-{key}.lock'                                                   # another core never resumes them
+    key = toy_run_key(settings)                         # checkpoint and lock per settings: another core never resumes them
+    lock = run_dir/f'{name}-{key}.lock'
     if done := claim_or_wait(lock, finished, name, wait, poll): return done
     with holding(lock):
         return _train_toy_run(dataset, members, cfg, batch_size, run_dir, name, settings, loss, key, revision, device, hidden,
@@ -285,11 +302,9 @@ def run_toy_method(method, dataset, configs, seeds, cfg, batch_size, run_dir, de
 def _train_toy_run(dataset, members, cfg, batch_size, run_dir, name, settings, loss, key, revision, device, hidden, layers,
                    precision, n_plot):
     "Train one claimed toy run (`run_toy_method`) from scratch or its checkpoint; write its samples and manifest -> the manifest."
-    torch.manual_seed(cfg.seed)                             # the same initial weights for every method
-    model = toy_vae(members=len(members), hidden=hidden, layers=layers, precision=precision).to(device)
-    batches = ToyBatches(dataset, len(members), batch_size, device=device, seed=cfg.seed)
-    trainer = Trainer(model, loss, batches, cfg, checkpoint=run_dir/f'{name}-{key}.pt',
-                      evaluate=lambda m: toy_metrics(m, dataset, seed=1))
+    trainer = toy_trainer(dataset, len(members), cfg, batch_size, loss, run_dir/f'{name}-{key}.pt', device, hidden, layers, precision,
+                          evaluate=lambda m: toy_metrics(m, dataset, seed=1))
+    model = trainer.model
     try:
         history, status, extra = trainer.fit(), 'done', {}
         final = toy_metrics(model, dataset, seed=2)

@@ -16,16 +16,15 @@ Writes one JSON (a summary per run and the first run's rows) and the first run's
 
   .venv/bin/python tools/official_kernel_check.py figures/toy_2d_8gaussians_laptop/as-introvae-official_C1_seed3.json ...
 """
-import argparse, hashlib, json, math, shutil, sys, tempfile
+import argparse, json, math, shutil, sys, tempfile
 from pathlib import Path
 
 import torch
 
 from asintrovae.kernel import as_distance_logvar
-from asintrovae.losses import Betas, encode, make_loss
-from asintrovae.models import toy_vae
-from asintrovae.reproduce import hardware, toy_method, write_json
-from asintrovae.train import ToyBatches, TrainConfig, Trainer, config_with_defaults
+from asintrovae.losses import encode
+from asintrovae.reproduce import hardware, toy_loss, toy_run_key, toy_trainer, write_json
+from asintrovae.train import TrainConfig, config_with_defaults
 
 
 def official_gaussian_distance(mu_a, logvar_a, mu_b, logvar_b, reduce='mean'):
@@ -41,13 +40,9 @@ def rebuild(manifest, checkpoint):
     "The run's trainer, loaded from `checkpoint` (a copy: replaying never touches the run's own file)."
     s = manifest['settings']
     cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config_with_defaults(s['train']).items()})
-    members = s['members']
-    base, options = toy_method(s['method'])
-    loss = make_loss(base, Betas.stacked([m['betas'] for m in members]), cfg.iterations, warmup=cfg.warmup,
-                     **{**options, **{k: v for k, v in s['loss'].items() if k not in ('kernel',)}})
-    torch.manual_seed(cfg.seed)
-    model = toy_vae(members=len(members), hidden=s['hidden'], layers=s['layers'], precision=s['precision'])
-    trainer = Trainer(model, loss, ToyBatches(s['dataset'], len(members), s['batch_size'], seed=cfg.seed), cfg, checkpoint=checkpoint)
+    loss = toy_loss(s['method'], s['members'], cfg, {k: v for k, v in s['loss'].items() if k != 'kernel'})   # the row names its kernel
+    trainer = toy_trainer(s['dataset'], len(s['members']), cfg, s['batch_size'], loss, checkpoint, hidden=s['hidden'],
+                          layers=s['layers'], precision=s['precision'])
     trainer.load()
     return trainer
 
@@ -77,8 +72,7 @@ def replay(manifest_path):
     if manifest.get('status') != 'diverged': sys.exit(f'{manifest_path} did not diverge (status {manifest.get("status")!r})')
     if len(manifest['settings']['members']) != 1:
         sys.exit(f'{manifest_path} is a stack of {len(manifest["settings"]["members"])} members: the check replays one-run stacks (stack_by="seed")')
-    key = hashlib.sha1(json.dumps(manifest['settings'], sort_keys=True).encode()).hexdigest()[:10]
-    ckpt = manifest_path.with_name(f"{manifest['name']}-{key}.pt")
+    ckpt = manifest_path.with_name(f"{manifest['name']}-{toy_run_key(manifest['settings'])}.pt")
     if not ckpt.exists(): sys.exit(f'{ckpt} is missing: the check replays the run from its last checkpoint (checkpoints stay out of git)')
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp)/ckpt.name; shutil.copy(ckpt, copy)
