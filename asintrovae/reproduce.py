@@ -21,7 +21,7 @@ __all__ = ['PROFILES', 'EXPERIMENTS', 'TOY_CONFIGS', 'RECOMMENDED_BY_SET', 'RECO
 
 # %% ../nbs/07_reproduce.ipynb #c002
 import argparse, contextlib, json, os, platform, signal, subprocess, sys, textwrap, threading, time, warnings
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -174,7 +174,7 @@ TOY_PROFILES = {
 }
 
 # %% ../nbs/07_reproduce.ipynb #c014
-import hashlib, math, os, socket
+import hashlib, math, socket
 
 class RunClaimed(Exception):
     "The run is being trained by another live process (`claim_run` said no) and the caller asked not to wait."

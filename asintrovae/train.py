@@ -8,8 +8,8 @@ __all__ = ['FAST_PATH', 'TrainConfig', 'ToyBatches', 'NonFiniteLossError', 'expl
            'cpu_bf16_units', 'fast_path_pays', 'precision_plan', 'Trainer']
 
 # %% ../nbs/05_train.ipynb #c002
-import contextlib, math, os, time
-from dataclasses import asdict, dataclass, field, fields
+import contextlib, os, time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch

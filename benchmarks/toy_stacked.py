@@ -102,7 +102,7 @@ def main():
                 rows.append(dict(method=method, threads='2 processes x 1', variant=f'stacked {precision}', members=a.members,
                                  batch=a.batch, run_its_per_s=r))
                 print(f'{method} two 1-thread processes, stacked {precision}: {r:.1f} run-it/s', flush=True)
-    print(f'\n| method | threads | variant | members | run-iterations/s | vs one-at-a-time float32 (same threads) |')
+    print('\n| method | threads | variant | members | run-iterations/s | vs one-at-a-time float32 (same threads) |')
     print('|---|---|---|---|---|---|')
     for r in rows:
         ratio = f"{r['vs_one_at_a_time']:.1f}x" if 'vs_one_at_a_time' in r else '-'

@@ -1,7 +1,6 @@
 """Data-parallel training over torch.distributed, checked with two CPU processes on the gloo backend."""
 import os
 import sys
-from pathlib import Path
 
 import torch
 

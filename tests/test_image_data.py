@@ -2,7 +2,6 @@
 import gzip
 import shutil
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ import asintrovae.data as data
 from asintrovae.data import (DatasetNotFoundError, LoaderBatches, TensorBatches, cache_dir, image_dataset,
                              load_images)
 
-from datapaths import ROOT, SHARED, tree
+from datapaths import SHARED, tree
 CELEBA_SUBSET = 'celeba-subset/img_align_celeba_89x109'
 pytestmark = pytest.mark.skipif(not SHARED.is_dir(), reason=f'no shared data copy at {SHARED}')
 

@@ -5,7 +5,6 @@ file name (checksum skipped through the explicit test hook), so only relations a
 Every test that looks for weights uses a temporary torch home, never the machine's cache.
 """
 import math
-import os
 from pathlib import Path
 from unittest import mock
 

@@ -3,8 +3,6 @@
 Uses the real, md5-verified MNIST in ../shared/data (beside the checkout, as in CI). By default the epoch is over the
 first 6,000 training images (about a minute for all five methods on 2 cores); with `--nb-flags slow` it is the full
 60,000 (measured here: about 14 minutes for the five methods on 2 busy CPU cores), too long for every CI run."""
-from pathlib import Path
-
 import pytest
 import torch
 
