@@ -15,6 +15,7 @@ became NaN/inf, and at every iteration computes, on the posteriors the AS term s
 Writes one JSON (a summary per run and the first run's rows) and the first run's figure (--out).
 
   .venv/bin/python tools/official_kernel_check.py figures/toy_2d_8gaussians_laptop/as-introvae-official_C1_seed3.json ...
+  [--add]   keep the runs already checked in --out (their checkpoints may be gone: they stay out of git) and add these
 """
 import argparse, json, math, shutil, sys, tempfile
 from pathlib import Path
@@ -110,14 +111,23 @@ def round4(v):
     return float(f'{v:.4g}') if isinstance(v, float) and math.isfinite(v) else v
 
 
-def main(manifests, out):
-    "Replay every run; write one JSON (a summary per run, the first run's rows) and the first run's figure."
+def main(manifests, out, add=False):
+    """Replay every run; write one JSON (a summary per run, the first run's rows) and the first run's figure.
+    `add`: keep the runs already in `out` (checked earlier, perhaps on a machine that still had their checkpoints), its
+    example and figure; the runs replayed now are added, or replace their earlier summary."""
     results = [replay(m) for m in manifests]
-    summary = dict(hardware=hardware(), runs=[{k: v for k, v in r.items() if k != 'rows'} for r in results],
-                   example=dict(run=results[0]['run'], rows=[{k: round4(v) for k, v in r.items()} for r in results[0]['rows']]))
-    out = Path(out); write_json(out, summary)
-    plot(results[0], out.with_suffix('.png'))
-    print(f'-> {out}, {out.with_suffix(".png")}')
+    out = Path(out)
+    earlier = json.loads(out.read_text()) if add and out.exists() else None
+    runs = [{k: v for k, v in r.items() if k != 'rows'} for r in results]
+    if earlier:
+        replayed = {r['run'] for r in runs}
+        runs = [r for r in earlier['runs'] if r['run'] not in replayed] + runs
+        example = earlier['example']
+    else:
+        example = dict(run=results[0]['run'], rows=[{k: round4(v) for k, v in r.items()} for r in results[0]['rows']])
+        plot(results[0], out.with_suffix('.png'))
+    write_json(out, dict(hardware=hardware(), runs=sorted(runs, key=lambda r: r['run']), example=example))
+    print(f'-> {out} ({len(runs)} runs)' + ('' if earlier else f', {out.with_suffix(".png")}'))
 
 
 def plot(result, path):
@@ -143,5 +153,6 @@ if __name__ == '__main__':
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('manifests', nargs='+', help="diverged runs' manifests; their checkpoints must lie beside them")
     p.add_argument('--out', default='figures/toy_2d_8gaussians_laptop/official_kernel_check.json')
+    p.add_argument('--add', action='store_true', help='keep the runs already in --out, its example and figure; add these')
     a = p.parse_args()
-    main(a.manifests, a.out)
+    main(a.manifests, a.out, a.add)
