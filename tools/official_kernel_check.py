@@ -118,6 +118,8 @@ def main(manifests, out, add=False):
     results = [replay(m) for m in manifests]
     out = Path(out)
     earlier = json.loads(out.read_text()) if add and out.exists() else None
+    if earlier and earlier['hardware'] != hardware():     # one hardware line must describe every run in the file
+        sys.exit(f"{out} was checked on {earlier['hardware']!r}, this machine is {hardware()!r}: write a new --out instead of --add")
     runs = [{k: v for k, v in r.items() if k != 'rows'} for r in results]
     if earlier:
         replayed = {r['run'] for r in runs}
