@@ -663,7 +663,8 @@ def _train_image_run(method, key, run_dir, seed, loss_options, data_root, device
     classifier, accuracy = dataset_classifier(key, train, Path(run_dir)/key/'rotation_classifier.pt', P['classifier_epochs'], device=device)
     evaluator = ImageEvaluator(train, test, classifier, spec.z_dim, P['n_eval'], getattr(loss, 'has_posterior', True), fid_weights, device)
     progress_npz = stem.with_name(stem.name + '_progress.npz')
-    snaps = dict(np.load(progress_npz)) if progress_npz.exists() else {}
+    resuming = stem.with_suffix('.pt').exists()         # a fresh run starts its snapshots afresh (an older run's may be there)
+    snaps = dict(np.load(progress_npz)) if resuming and progress_npz.exists() else {}
     def evaluate(m):
         scores = evaluator(m)
         snaps[f'it{trainer.it}'] = scores.pop('_samples').numpy(); _save_npz(progress_npz, snaps)
