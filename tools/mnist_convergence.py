@@ -18,6 +18,9 @@ image notebooks' own, so they can be trained here ahead of `make reproduce`, in 
 by the notebooks:
   --study [--part K/N] [--figures figures]  trains STUDY then EXTRA (every MNIST run the laptop notebooks ask for),
       seed by seed, the K-th of every N (K from 1), into <figures>/image_runs_laptop/mnist/;
+  --divergence-check [--check-iterations 300]  trains the first iterations of the study's protocol for the paper-kernel
+      AS-IntroVAE under bf16/float32, the official tanh squash and the paper's lr 2e-4, beside the marginal kernel and
+      Soft-IntroVAE, into <figures>/mnist_convergence_study/divergence_check.{json,md};
   --precision-check  trains Soft-IntroVAE seed 0 once more in float32 with the contiguous layout (tag
       s-introvae-float32) beside them; --precision-summary compares its scores with the bf16 seeds'.
 
@@ -94,6 +97,76 @@ def precision_summary(figures):
           f"({f32['train_seconds']/bf16[0]['train_seconds']:.2f}x); precision: {bf16[0]['precision']['why']} / {f32['precision']['why']}")
 
 
+# Why the paper-kernel AS-IntroVAE diverges in the study (issue #15): the study's first iterations under each setting,
+# from the same seed. name: (method, loss options, lr, bf16 autocast + channels-last). The study runs the first row.
+DIVERGENCE_CASES = {
+    'paper kernel, bf16, lr 1e-3 (the study)':          ('as-introvae', {}, 1e-3, True),
+    'paper kernel, float32, lr 1e-3':                   ('as-introvae', {}, 1e-3, False),
+    'paper kernel + tanh squash (official), float32, lr 1e-3': ('as-introvae', {'squash': True}, 1e-3, False),
+    'paper kernel, float32, lr 2e-4 (the paper\'s)':     ('as-introvae', {}, 2e-4, False),
+    'marginal kernel, bf16, lr 1e-3 (the study)':       ('as-introvae', {'kernel': 'marginal'}, 1e-3, True),
+    'Soft-IntroVAE, bf16, lr 1e-3 (the study)':         ('s-introvae', {}, 1e-3, True),
+}
+
+
+def divergence_check(figures, data_root, iterations=300, seed=0):
+    """Train each DIVERGENCE_CASES setting for `iterations` of the study's MNIST protocol (its model, batches, seed and
+    c schedule, which depends on the study's length) -> {case: what happened}; written to
+    <figures>/mnist_convergence_study/divergence_check.{json,md}."""
+    from asintrovae.losses import Betas, make_loss
+    from asintrovae.reproduce import IMAGE_SETS, hardware, image_model, image_protocol, load_image_set, write_json
+    from asintrovae.data import TensorBatches
+    from asintrovae.train import NonFiniteLossError, Trainer, TrainConfig
+    P, spec = image_protocol('laptop', 'mnist'), IMAGE_SETS['mnist']
+    train, _, _ = load_image_set('mnist', data_root, P['n_train'], P['n_test'])
+    study_iterations = len(train)//P['batch_size']*P['epochs']
+    out = {}
+    for name, (method, options, lr, fast) in DIVERGENCE_CASES.items():
+        torch.manual_seed(seed)
+        model = image_model(method, 'mnist', P['width_scale'])
+        loss = make_loss(method, Betas(*spec.betas), study_iterations, **options)
+        cfg = TrainConfig(iterations=iterations, warmup=0, milestones=(), lr_e=lr, lr_d=lr, log_every=10, seed=seed, progress=False,
+                          amp=fast, channels_last=fast)
+        trainer = Trainer(model, loss, TensorBatches(train, P['batch_size'], seed=seed), cfg)
+        t0, bad = time.time(), None
+        try: trainer.fit()
+        except NonFiniteLossError as e: bad = e.iteration
+        logs = trainer.history['logs']
+        def peak(k): return max((r[k][0] for r in logs if k in r), default=None)
+        last = logs[-1] if logs else {}
+        out[name] = dict(method=method, loss_options=options, lr=lr, bf16=fast, iterations=iterations, nan_at=bad,
+                         finite_through=logs[-1]['it'] if logs else 0, peak_D=peak('dec_as_distance'), peak_loss_d=peak('loss_d'),
+                         peak_kl_fake=peak('kl_fake'), last_rec=last.get('rec', [None])[0], last_c=last.get('as_c', [None])[0],
+                         seconds=round(time.time() - t0, 1))
+        print(name, out[name], flush=True)
+    d = Path(figures)/'mnist_convergence_study'; d.mkdir(parents=True, exist_ok=True)
+    write_json(d/'divergence_check.json', dict(cases=out, protocol=P, study_iterations=study_iterations, seed=seed, hardware=hardware(),
+                                               finished=time.strftime('%Y-%m-%d %H:%M:%S')))
+    divergence_table(d)
+    return out
+
+
+def divergence_table(d):
+    "Write <d>/divergence_check.md from <d>/divergence_check.json (see divergence_check)."
+    r = json.loads((Path(d)/'divergence_check.json').read_text())
+    P, out = r['protocol'], r['cases']
+    iterations = next(iter(out.values()))['iterations']
+    f = lambda v: '-' if v is None else f'{v:.3g}'
+    lines = ['# Why the paper-kernel AS-IntroVAE diverges in the MNIST study', '',
+             f'Written by `python tools/mnist_convergence.py --divergence-check`: the first {iterations} iterations of the laptop MNIST '
+             f'protocol (60,000 images, batch {P["batch_size"]}, width x{P["width_scale"]}, seed {r["seed"]}; the c schedule of the '
+             f'study\'s {r["study_iterations"]:,} iterations) under each setting. Logs are means over 10 iterations, and the peaks are '
+             'over the logged rows before a NaN (a run that blows up between two rows shows no peak); D is the decoder step\'s AS '
+             f'distance, rec the reconstruction error of the last row. Hardware: {r["hardware"]}.', '',
+             '| setting | NaN at iteration | finite through | peak D | peak decoder loss | peak KL of the fakes | rec at the end | c at the end |',
+             '|---|---|---|---|---|---|---|---|']
+    for name, c in out.items():
+        lines.append(f"| {name} | {c['nan_at'] if c['nan_at'] is not None else 'none'} | {c['finite_through']} | {f(c['peak_D'])} | "
+                     f"{f(c['peak_loss_d'])} | {f(c['peak_kl_fake'])} | {f(c['last_rec'])} | {f(c['last_c'])} |")
+    (Path(d)/'divergence_check.md').write_text('\n'.join(lines) + '\n')
+    print('\n'.join(lines))
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument('--out', default='runs/mnist_convergence')
@@ -108,6 +181,8 @@ def main():
     p.add_argument('--part', default='1/1')
     p.add_argument('--precision-check', action='store_true')
     p.add_argument('--precision-summary', action='store_true')
+    p.add_argument('--divergence-check', action='store_true')
+    p.add_argument('--check-iterations', type=int, default=300)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     if a.summary: return summary(a.out)
@@ -115,6 +190,7 @@ def main():
     if a.study: return train_study(a.figures, a.part, a.data_root)
     if a.precision_check: return train_float32(a.figures, a.data_root)
     if a.precision_summary: return precision_summary(a.figures)
+    if a.divergence_check: return divergence_check(a.figures, a.data_root, a.check_iterations)
     for name, protocol in PILOTS.items():
         if a.only and name not in a.only: continue
         manifest = Path(a.out)/name/'mnist'/'s-introvae_seed0.json'
