@@ -16,8 +16,9 @@ below; --figure draws both against epochs and against training time into --out/p
 The study it led to is the laptop profile's MNIST protocol (asintrovae.reproduce.IMAGE_PROFILES). Its runs are the
 image notebooks' own, so they can be trained here ahead of `make reproduce`, in parallel processes, and are read back
 by the notebooks:
-  --study [--part K/N] [--figures figures]  trains STUDY then EXTRA (every MNIST run the laptop notebooks ask for),
-      seed by seed, the K-th of every N (K from 1), into <figures>/image_runs_laptop/mnist/;
+  --study [--part K/N | --runs TAG:SEED ...] [--figures figures]  trains STUDY then EXTRA (every MNIST run the laptop
+      notebooks ask for), seed by seed, the K-th of every N (K from 1) or the runs named, into
+      <figures>/image_runs_laptop/mnist/;
   --divergence-check [--check-iterations 300]  trains the first iterations of the study's protocol for the paper-kernel
       AS-IntroVAE under bf16/float32, the official tanh squash and the paper's lr 2e-4, beside the marginal kernel and
       Soft-IntroVAE, into <figures>/mnist_convergence_study/divergence_check.{json,md};
@@ -55,11 +56,23 @@ def study_runs(seeds=3):
     return [(t, s) for s in range(seeds) for t in STUDY] + [(t, s) for s in range(seeds) for t in EXTRA]
 
 
-def train_study(figures, part, data_root):
-    "Train (or read back) the K-th of every N study runs (`part` = 'K/N') into <figures>/image_runs_laptop."
+def parse_runs(names):
+    "['introvae:0', ...] -> [('introvae', 0), ...], each a run of study_runs() (an error names the valid ones)."
+    known, runs = study_runs(), []
+    for name in names:
+        tag, _, seed = name.rpartition(':')
+        if not seed.isdigit() or (tag, int(seed)) not in known:
+            raise SystemExit(f'--runs {name!r}: give TAG:SEED, one of ' + ', '.join(f'{t}:{s}' for t, s in known))
+        runs.append((tag, int(seed)))
+    return runs
+
+
+def train_study(figures, part, data_root, runs=None):
+    """Train (or read back) the K-th of every N study runs (`part` = 'K/N'), or the (tag, seed) pairs `runs`,
+    into <figures>/image_runs_laptop."""
     from asintrovae.reproduce import IMAGE_VARIANTS, image_run_dir
     k, n = (int(v) for v in part.split('/'))
-    for tag, seed in study_runs()[k - 1::n]:
+    for tag, seed in runs or study_runs()[k - 1::n]:
         method, options = IMAGE_VARIANTS.get(tag, (tag, None))
         t0 = time.time()
         print(f'{time.strftime("%H:%M:%S")} {tag} seed {seed}: start', flush=True)
@@ -179,6 +192,7 @@ def main():
     p.add_argument('--figures', default='figures', help='the figures folder whose image_runs_laptop the study trains into')
     p.add_argument('--study', action='store_true')
     p.add_argument('--part', default='1/1')
+    p.add_argument('--runs', nargs='*', help='with --study: these runs (TAG:SEED, e.g. introvae:0) instead of a part')
     p.add_argument('--precision-check', action='store_true')
     p.add_argument('--precision-summary', action='store_true')
     p.add_argument('--divergence-check', action='store_true')
@@ -187,7 +201,7 @@ def main():
     torch.set_num_threads(a.threads)
     if a.summary: return summary(a.out)
     if a.figure: return figure(a.out)
-    if a.study: return train_study(a.figures, a.part, a.data_root)
+    if a.study: return train_study(a.figures, a.part, a.data_root, parse_runs(a.runs or []))
     if a.precision_check: return train_float32(a.figures, a.data_root)
     if a.precision_summary: return precision_summary(a.figures)
     if a.divergence_check: return divergence_check(a.figures, a.data_root, a.check_iterations)
