@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['TOY_PRECISIONS', 'IMAGE_WIDTHS', 'IMAGE_Z_DIMS', 'StackedLinear', 'StackedMLP', 'stacked_mlp', 'ToyEncoder',
-           'ToyDecoder', 'VAE', 'toy_vae', 'image_widths', 'norm2d', 'ResBlock', 'n_params', 'conv_trunk',
-           'check_image', 'ImageEncoder', 'ImageDecoder', 'image_vae', 'Critic']
+           'ToyDecoder', 'VAE', 'toy_vae', 'image_widths', 'norm2d', 'ResBlock', 'n_params', 'conv_trunk', 'in_float32',
+           'output_layer', 'check_image', 'ImageEncoder', 'ImageDecoder', 'image_vae', 'Critic']
 
 # %% ../nbs/03_models.ipynb #c002
 import math
@@ -131,6 +131,15 @@ def conv_trunk(channels, widths, norm='batch'):
     for a, b in zip(widths, widths[1:]): layers += [ResBlock(a, b, norm), nn.AvgPool2d(2)]
     return nn.Sequential(*layers, ResBlock(widths[-1], widths[-1], norm))
 
+def in_float32(layer, x):
+    """layer(x) in float32, also under bf16 autocast: for the output layers (the posterior, the image, the critic's
+    score), which the losses and the metrics need at full precision; the layers before them may run in bf16."""
+    with torch.autocast(x.device.type, enabled=False): return layer(x.float())
+
+def output_layer(layer, x, float32):
+    "layer(x): in float32 (`in_float32`) if `float32`, else under whatever autocast is active."
+    return in_float32(layer, x) if float32 else layer(x)
+
 def check_image(x, channels, resolution, who):
     "Raise a ValueError naming both sizes unless x is [B, channels, resolution, resolution]."
     if x.ndim != 4 or tuple(x.shape[1:]) != (channels, resolution, resolution):
@@ -139,11 +148,12 @@ def check_image(x, channels, resolution, who):
                          f"resolution={x.shape[-1]}, channels={x.shape[1] if x.ndim == 4 else '?'}")
 
 class ImageEncoder(nn.Module):
-    "q(z|x) for images: [B, channels, R, R] -> (mu, logvar), each [B, z_dim]."
-    def __init__(self, resolution, channels=3, z_dim=None, widths=None, width_scale=1.0):
+    """q(z|x) for images: [B, channels, R, R] -> (mu, logvar), each [B, z_dim]; `float32_head`: the last (linear) layer
+    in float32 also under autocast (False: as the rest, the trainer's bf16 before issue #15's precision check)."""
+    def __init__(self, resolution, channels=3, z_dim=None, widths=None, width_scale=1.0, float32_head=True):
         super().__init__()
         self.widths = image_widths(resolution, widths, width_scale)
-        self.resolution, self.channels = resolution, channels
+        self.resolution, self.channels, self.float32_head = resolution, channels, float32_head
         self.z_dim = z_dim or IMAGE_Z_DIMS[resolution]
         self.trunk = conv_trunk(channels, self.widths)
         side = resolution >> len(self.widths)
@@ -151,15 +161,15 @@ class ImageEncoder(nn.Module):
 
     def forward(self, x):
         check_image(x, self.channels, self.resolution, f'the {self.resolution} px encoder')
-        return self.fc(self.trunk(x).flatten(1)).chunk(2, dim=1)
+        return output_layer(self.fc, self.trunk(x).flatten(1), self.float32_head).chunk(2, dim=1)
 
 # %% ../nbs/03_models.ipynb #c026
 class ImageDecoder(nn.Module):
-    "The decoder mean for images: [B, z_dim] -> [B, channels, R, R] (no output activation)."
-    def __init__(self, resolution, channels=3, z_dim=None, widths=None, width_scale=1.0):
+    "The decoder mean for images: [B, z_dim] -> [B, channels, R, R] (no output activation); `float32_head` as ImageEncoder's."
+    def __init__(self, resolution, channels=3, z_dim=None, widths=None, width_scale=1.0, float32_head=True):
         super().__init__()
         self.widths = image_widths(resolution, widths, width_scale)
-        self.resolution, self.channels = resolution, channels
+        self.resolution, self.channels, self.float32_head = resolution, channels, float32_head
         self.z_dim = z_dim or IMAGE_Z_DIMS[resolution]
         self.side, ws = resolution >> len(self.widths), self.widths
         self.fc = nn.Sequential(nn.Linear(self.z_dim, ws[-1]*self.side**2), nn.ReLU())
@@ -170,25 +180,26 @@ class ImageDecoder(nn.Module):
     def forward(self, z):
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise ValueError(f"the {self.resolution} px decoder takes latents [B, {self.z_dim}] but got {list(z.shape)}")
-        return self.body(self.fc(z).view(len(z), self.widths[-1], self.side, self.side))
+        h = self.body[:-1](self.fc(z).view(len(z), self.widths[-1], self.side, self.side))
+        return output_layer(self.body[-1], h, self.float32_head)                    # the 5x5 conv to the image channels
 
-def image_vae(resolution, channels=3, z_dim=None, widths=None, width_scale=1.0):
+def image_vae(resolution, channels=3, z_dim=None, widths=None, width_scale=1.0, float32_head=True):
     "The Soft-IntroVAE ResNet VAE for `resolution` px images: DESIGN.md's widths and z unless given."
-    enc = ImageEncoder(resolution, channels, z_dim, widths, width_scale)
-    return VAE(enc, ImageDecoder(resolution, channels, enc.z_dim, widths, width_scale), enc.z_dim)
+    enc = ImageEncoder(resolution, channels, z_dim, widths, width_scale, float32_head)
+    return VAE(enc, ImageDecoder(resolution, channels, enc.z_dim, widths, width_scale, float32_head), enc.z_dim)
 
 # %% ../nbs/03_models.ipynb #c029
 class Critic(nn.Module):
     "The WGAN-GP critic: the encoder body with per-sample (layer) norm and a linear output, [B, C, R, R] -> [B]."
-    def __init__(self, resolution, channels=3, widths=None, width_scale=1.0, norm='layer'):
+    def __init__(self, resolution, channels=3, widths=None, width_scale=1.0, norm='layer', float32_head=True):
         super().__init__()
         if norm == 'batch': raise ValueError("the critic must not use BatchNorm: use norm='layer' or norm=None")
         self.widths = image_widths(resolution, widths, width_scale)
-        self.resolution, self.channels = resolution, channels
+        self.resolution, self.channels, self.float32_head = resolution, channels, float32_head
         self.trunk = conv_trunk(channels, self.widths, norm)
         side = resolution >> len(self.widths)
         self.fc = nn.Linear(self.widths[-1]*side*side, 1)
 
     def forward(self, x):
         check_image(x, self.channels, self.resolution, f'the {self.resolution} px critic')
-        return self.fc(self.trunk(x).flatten(1)).squeeze(1)
+        return output_layer(self.fc, self.trunk(x).flatten(1), self.float32_head).squeeze(1)

@@ -500,18 +500,18 @@ def load_image_set(key, data_root=None, n_train=None, n_test=1000):
     train, test = images[:-n_test], images[-n_test:]
     return train[:n_train], test, f'the last {n_test} of {len(images):,} images in {folder} held out (no test split there)'
 
-def image_model(method, key, width_scale=1.0):
-    "The model for `method` on IMAGE_SETS[key]: the S-IntroVAE ResNet VAE, or for WGAN-GP a critic with the same decoder."
-    s = IMAGE_SETS[key]
+def image_model(method, key, width_scale=1.0, float32_head=True):
+    """The model for `method` on IMAGE_SETS[key]: the S-IntroVAE ResNet VAE, or for WGAN-GP a critic with the same
+    decoder; `float32_head`: output layers in float32 under autocast (see `asintrovae.models.in_float32`)."""
+    s, opts = IMAGE_SETS[key], dict(width_scale=width_scale, float32_head=float32_head)
     if method == 'wgan-gp':
-        return VAE(Critic(s.resolution, s.channels, width_scale=width_scale),
-                   ImageDecoder(s.resolution, s.channels, z_dim=s.z_dim, width_scale=width_scale), s.z_dim)
-    return image_vae(s.resolution, s.channels, z_dim=s.z_dim, width_scale=width_scale)
+        return VAE(Critic(s.resolution, s.channels, **opts), ImageDecoder(s.resolution, s.channels, z_dim=s.z_dim, **opts), s.z_dim)
+    return image_vae(s.resolution, s.channels, z_dim=s.z_dim, **opts)
 
 # %% ../nbs/07_reproduce.ipynb #c021
-_SMOKE = dict(width_scale=1/16, lr=1e-3, seeds=1, n_eval=128, classifier_epochs=3, ema_decay=0.0)
-_LAPTOP = dict(lr=1e-3, seeds=2, n_eval=1000, classifier_epochs=5, ema_decay=0.0)
-_PAPER = dict(width_scale=1.0, lr=2e-4, seeds=3, n_eval=10_000, classifier_epochs=10, ema_decay=0.999)
+_SMOKE = dict(width_scale=1/16, lr=1e-3, seeds=1, n_eval=128, classifier_epochs=3, ema_decay=0.0, float32_head=True)
+_LAPTOP = dict(lr=1e-3, seeds=2, n_eval=1000, classifier_epochs=5, ema_decay=0.0, float32_head=True)
+_PAPER = dict(width_scale=1.0, lr=2e-4, seeds=3, n_eval=10_000, classifier_epochs=10, ema_decay=0.999, float32_head=True)
 IMAGE_PROFILES = {
     'smoke': {k: {**_SMOKE, **v} for k, v in {
         'mnist': dict(n_train=512, n_test=128, batch_size=32, epochs=2),
@@ -620,7 +620,7 @@ def _save_npz(path, arrays):
     tmp = path.with_name(path.name + '.tmp.npz'); np.savez_compressed(tmp, **arrays); os.replace(tmp, path)
 
 PROTOCOL_KEYS = ('n_train', 'n_test', 'batch_size', 'width_scale', 'epochs', 'lr', 'seeds', 'n_eval', 'classifier_epochs', 'ema_decay',
-                 'amp', 'channels_last')
+                 'amp', 'channels_last', 'float32_head')
 
 def run_image_method(method, key, profile, run_dir, seed=0, tag=None, loss_options=None, data_root=None, device='cpu',
                      fid_weights=None, progress=False, protocol=None, poll=30.0):
@@ -631,6 +631,7 @@ def run_image_method(method, key, profile, run_dir, seed=0, tag=None, loss_optio
     if set(protocol or {}) - set(PROTOCOL_KEYS):
         raise ValueError(f'protocol keys {sorted(set(protocol) - set(PROTOCOL_KEYS))}: choose from {", ".join(PROTOCOL_KEYS)}')
     P, spec, tag = {**image_protocol(profile, key), **(protocol or {})}, IMAGE_SETS[key], tag or method
+    if P.get('amp', True) is False: P['float32_head'] = True     # without autocast every layer is float32: one protocol, not two
     out = Path(run_dir)/key; out.mkdir(parents=True, exist_ok=True)
     stem = out/f'{tag}_seed{seed}'
     revision = launch_revision()
@@ -658,7 +659,7 @@ def _train_image_run(method, key, run_dir, seed, loss_options, data_root, device
                       checkpoint_every=per_epoch, seed=seed, progress=progress, ema_decay=P['ema_decay'],
                       amp=P.get('amp', True), channels_last=P.get('channels_last', True))
     torch.manual_seed(seed)
-    model = image_model(method, key, P['width_scale']).to(device)
+    model = image_model(method, key, P['width_scale'], P['float32_head']).to(device)
     loss = make_loss(method, Betas(*spec.betas), iterations, **(loss_options or {}))
     classifier, accuracy = dataset_classifier(key, train, Path(run_dir)/key/'rotation_classifier.pt', P['classifier_epochs'], device=device)
     evaluator = ImageEvaluator(train, test, classifier, spec.z_dim, P['n_eval'], getattr(loss, 'has_posterior', True), fid_weights, device)

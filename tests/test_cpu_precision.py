@@ -77,7 +77,8 @@ def test_toys_keep_their_own_precision_on_a_cpu(monkeypatch):
 
 
 def test_under_cpu_bf16_autocast_posterior_losses_and_as_distance_are_float32():
-    "The convolutions run in bf16, but the posterior, reconstruction errors, KLs, AS distance and losses are float32 and finite."
+    """The convolutions run in bf16, but the posterior, the decoded image (float32 output layers), reconstruction errors,
+    KLs, AS distance and losses are float32 and finite."""
     torch.manual_seed(0)
     model = image_vae(28, 1, z_dim=8, width_scale=1/16).to(memory_format=torch.channels_last)
     x = (_images(16).float()/255).contiguous(memory_format=torch.channels_last)
@@ -87,7 +88,7 @@ def test_under_cpu_bf16_autocast_posterior_losses_and_as_distance_are_float32():
     as_distance = losses_mod.as_distance_logvar
     with pytest.MonkeyPatch.context() as mp, torch.autocast('cpu', dtype=torch.bfloat16):
         mp.setattr(losses_mod, 'as_distance_logvar', spy)
-        assert model.decode(noise).dtype == torch.bfloat16                                   # autocast is really on
+        assert model.decoder.body[:-1](model.decoder.fc(noise).view(16, -1, 7, 7)).dtype == torch.bfloat16   # autocast is on
         mu, logvar = encode(model, x)
         x_hat = model.decode(mu)
         rec, kl = reconstruction_error(x, x_hat, 1), kl_to_prior(mu, logvar)
@@ -95,8 +96,7 @@ def test_under_cpu_bf16_autocast_posterior_losses_and_as_distance_are_float32():
         loss_e, logs_e, cache = loss.encoder_loss(model, x, noise, 10)
         loss_d, logs_d = loss.decoder_loss(model, x, noise, 10, cache)
         loss_s, logs_s, _ = SoftIntroVAELoss(BETAS).encoder_loss(model, x, noise, 10)
-    assert x_hat.dtype == torch.bfloat16
-    for name, t in dict(mu=mu, logvar=logvar, rec=rec, kl=kl, loss_e=loss_e, loss_d=loss_d, loss_s=loss_s,
+    for name, t in dict(x_hat=x_hat, mu=mu, logvar=logvar, rec=rec, kl=kl, loss_e=loss_e, loss_d=loss_d, loss_s=loss_s,
                         as_distance=logs_e['as_distance'], dec_as_distance=logs_d['as_distance'],
                         exp_elbo_fake=logs_e['exp_elbo_fake'], **{f'cache_{k}': v for k, v in cache.items()}).items():
         assert t.dtype == torch.float32, (name, t.dtype)
@@ -105,17 +105,19 @@ def test_under_cpu_bf16_autocast_posterior_losses_and_as_distance_are_float32():
 
 
 def test_the_trainer_applies_the_layout_and_autocast_to_model_and_batch():
-    "With both on: conv weights and every training batch are channels-last, the decoder runs in bf16, and training is finite."
+    """With both on: conv weights and every training batch are channels-last, the decoder's body runs in bf16 and its
+    output layer in float32, and training is finite."""
     torch.manual_seed(0)                                                # 3 channels: channels-last differs from contiguous
     t = Trainer(image_vae(32, 3, z_dim=8, width_scale=1/16), SoftIntroVAELoss(BETAS), TensorBatches(_images(32, 3, 32), 8),
                 TrainConfig(iterations=3, warmup=1, log_every=1, progress=False, amp='always', channels_last='always'))
-    batches, outputs, step = [], [], t.train_step
+    batches, body, outputs, step = [], [], [], t.train_step
     t.train_step = lambda x, noise, it: batches.append(x) or step(x, noise, it)
+    t.model.decoder.body[-2].register_forward_hook(lambda m, i, o: body.append(o.dtype))
     t.model.decoder.register_forward_hook(lambda m, i, o: outputs.append(o.dtype))
     t.fit()
     assert _all_channels_last(t.model) and not _all_contiguous(t.model)
     assert len(batches) == 3 and all(b.is_contiguous(memory_format=torch.channels_last) and not b.is_contiguous() for b in batches)
-    assert outputs and set(outputs) == {torch.bfloat16}
+    assert body and set(body) == {torch.bfloat16} and outputs and set(outputs) == {torch.float32}
     assert all(torch.isfinite(torch.tensor(v)).all() for row in t.history['logs'] for k, v in row.items() if k != 'it')
     assert all(p.dtype == torch.float32 for p in t.model.parameters())  # the weights stay float32 (autocast, not .bfloat16())
 

@@ -51,15 +51,21 @@ def test_channels_last_matches_contiguous():
     torch.testing.assert_close(critic_cl(x_cl), critic(x), atol=1e-4, rtol=1e-4)
 
 
-def test_bf16_autocast_is_finite():
+@pytest.mark.parametrize('float32_head', [True, False])
+def test_bf16_autocast_is_finite_with_float32_output_layers(float32_head):
+    "Under bf16 autocast the trunks run in bf16; the posterior, the image and the critic score come out of float32 layers (or bf16 ones if asked)."
     torch.manual_seed(0)
-    vae, critic = image_vae(32, width_scale=TINY), Critic(32, width_scale=TINY)
+    vae, critic = image_vae(32, width_scale=TINY, float32_head=float32_head), Critic(32, width_scale=TINY, float32_head=float32_head)
     x = torch.rand(2, 3, 32, 32)
     with torch.autocast('cpu', dtype=torch.bfloat16):
         mu, logvar = vae.encode(x)
         out = [mu, logvar, vae.decode(mu), critic(x)]
-    assert out[0].dtype == torch.bfloat16 and out[2].shape == (2, 3, 32, 32)
+        features = vae.encoder.trunk(x).flatten(1)
+    assert features.dtype == torch.bfloat16                            # autocast is on for the layers before the output
+    assert [t.dtype for t in out] == [torch.float32 if float32_head else torch.bfloat16]*4 and out[2].shape == (2, 3, 32, 32)
     assert all(torch.isfinite(t.float()).all() for t in out)
+    if float32_head:                                                   # the output layer itself computed in float32
+        torch.testing.assert_close(torch.cat([mu, logvar], 1), vae.encoder.fc(features.float()), rtol=0, atol=0)
 
 
 def test_backward_through_encoder_and_decoder():

@@ -22,8 +22,9 @@ by the notebooks:
   --divergence-check [--check-iterations 300]  trains the first iterations of the study's protocol for the paper-kernel
       AS-IntroVAE under bf16/float32, the official tanh squash and the paper's lr 2e-4, beside the marginal kernel and
       Soft-IntroVAE, into <figures>/mnist_convergence_study/divergence_check.{json,md};
-  --precision-check  trains Soft-IntroVAE seed 0 once more in float32 with the contiguous layout (tag
-      s-introvae-float32) beside them; --precision-summary compares its scores with the bf16 seeds'.
+  --precision-check [--runs TAG:SEED ...]  trains Soft-IntroVAE under the precisions of PRECISION (default: float32
+      with the contiguous layout, seed 0) beside the study's own runs; --precision-summary compares their scores and
+      writes <figures>/mnist_convergence_study/precision_check.{json,md}.
 
 Flattened (the rule): the mean test PSNR of the last FLAT_EPOCHS epochs is less than FLAT_PSNR dB above that of the
 FLAT_EPOCHS epochs before, and their mean classifier FD less than FLAT_CFD below (means over epochs, because both
@@ -48,7 +49,13 @@ FLAT_EPOCHS, FLAT_PSNR, FLAT_CFD = 4, 0.25, 0.10
 # cut short leaves whole seeds.
 STUDY = ('s-introvae', 'as-introvae', 'as-introvae-marginal')
 EXTRA = ('introvae', 'wgan-gp', 'as-introvae-fixed', 'as-introvae-marginal-fixed')
-FLOAT32 = ('s-introvae-float32', dict(amp=False, channels_last=False))
+# Soft-IntroVAE under each precision: tag -> (protocol overrides, label). The first is the study's own protocol; the
+# second what the study trained before the precision check (bf16 output layers too); the third the reference.
+PRECISION = {
+    's-introvae': ({}, 'bf16 autocast, output layers float32, channels-last (the protocol)'),
+    's-introvae-bf16head': (dict(float32_head=False), 'bf16 autocast, output layers bf16 too, channels-last'),
+    's-introvae-float32': (dict(amp=False, channels_last=False), 'float32, contiguous'),
+}
 
 
 def study_runs(seeds=3):
@@ -58,7 +65,7 @@ def study_runs(seeds=3):
 
 def parse_runs(names):
     "['introvae:0', ...] -> [('introvae', 0), ...], each a run of study_runs() (an error names the valid ones)."
-    known, runs = study_runs(), []
+    known, runs = study_runs() + [(t, s) for t in PRECISION for s in range(3)], []
     for name in names:
         tag, _, seed = name.rpartition(':')
         if not seed.isdigit() or (tag, int(seed)) not in known:
@@ -81,33 +88,52 @@ def train_study(figures, part, data_root, runs=None):
               f'{ {k: round(v, 3) for k, v in m["final"].items() if isinstance(v, float)} }', flush=True)
 
 
-def train_float32(figures, data_root):
+def train_precision(figures, data_root, runs=None):
+    "Train (or read back) Soft-IntroVAE runs (tag, seed) of PRECISION (default: float32, seed 0) into <figures>/image_runs_laptop."
     from asintrovae.reproduce import image_run_dir
-    tag, protocol = FLOAT32
-    m = run_image_method('s-introvae', 'mnist', 'laptop', image_run_dir(figures, 'laptop'), 0, tag, data_root=data_root, protocol=protocol)
-    print(f'{tag}: {m["status"]}, {m["train_seconds"]:.0f} s training; precision: {m["precision"]["why"]}', flush=True)
+    for tag, seed in runs or [('s-introvae-float32', 0)]:
+        if tag not in PRECISION: raise SystemExit(f'--precision-check --runs: {tag!r} is not one of {", ".join(PRECISION)}')
+        print(f'{time.strftime("%H:%M:%S")} {tag} seed {seed}: start', flush=True)
+        m = run_image_method('s-introvae', 'mnist', 'laptop', image_run_dir(figures, 'laptop'), seed, tag, data_root=data_root,
+                             protocol=PRECISION[tag][0])
+        print(f'{time.strftime("%H:%M:%S")} {tag} seed {seed}: {m["status"]}, {m["train_seconds"]:.0f} s training; '
+              f'precision: {m["precision"]["why"]}', flush=True)
 
 
-def precision_summary(figures):
-    "Soft-IntroVAE's final scores in float32 (seed 0) beside its bf16 seeds, and whether they agree within the seed spread."
+def precision_summary(figures, last=FLAT_EPOCHS):
+    """Soft-IntroVAE's scores under each precision of PRECISION (every finished seed): the final test PSNR, SSIM and
+    classifier FD, and their means over the last `last` epochs (the classifier FD moves by 10-40 % from one epoch to the
+    next); written to <figures>/mnist_convergence_study/precision_check.{json,md} and printed."""
     import statistics
-    from asintrovae.reproduce import image_protocol, image_run_dir
+    from asintrovae.reproduce import image_protocol, image_run_dir, write_json
     d, P = image_run_dir(figures, 'laptop')/'mnist', image_protocol('laptop', 'mnist')
-    def read(name, **override):                 # a finished run of today's laptop protocol (older runs in the folder are not)
-        m = json.loads((d/name).read_text()) if (d/name).exists() else None
-        return m if m and m['status'] == 'done' and m['settings']['protocol'] == json.loads(json.dumps({**P, **override})) else None
-    bf16 = [m for m in (read(f's-introvae_seed{s}.json') for s in range(3)) if m]
-    f32 = read(f'{FLOAT32[0]}_seed0.json', **FLOAT32[1])
-    if not bf16 or not f32: return print(f'not there yet: {len(bf16)} bf16 seeds, float32 run {"done" if f32 else "missing"} in {d}')
-    print('| metric | bf16 + channels-last, per seed | mean ± sd | float32, contiguous, seed 0 | float32 minus bf16 seed 0 | within the bf16 range |')
-    print('|---|---|---|---|---|---|')
-    for k in ('psnr', 'ssim', 'cfd'):
-        v = [m['final'][k] for m in bf16]
-        sd = statistics.stdev(v) if len(v) > 1 else float('nan')
-        print(f"| {k} | {', '.join(f'{x:.4g}' for x in v)} | {statistics.mean(v):.4g} ± {sd:.2g} | {f32['final'][k]:.4g} | "
-              f"{f32['final'][k] - v[0]:+.3g} | {min(v) <= f32['final'][k] <= max(v)} |")
-    print(f"\ntraining seconds: bf16 seed 0 {bf16[0]['train_seconds']:.0f}, float32 {f32['train_seconds']:.0f} "
-          f"({f32['train_seconds']/bf16[0]['train_seconds']:.2f}x); precision: {bf16[0]['precision']['why']} / {f32['precision']['why']}")
+    def read(tag, seed, override):              # a finished run of today's laptop protocol (older runs in the folder are not)
+        path = d/f'{tag}_seed{seed}.json'
+        m = json.loads(path.read_text()) if path.exists() else None
+        want = {**P, **override, **({'float32_head': True} if override.get('amp') is False else {})}
+        return m if m and m['status'] == 'done' and m['settings']['protocol'] == json.loads(json.dumps(want)) else None
+    def tail(m, k): return statistics.mean(r[k] for r in m['evals'][-last:])
+    found = {tag: {s: m for s in range(3) if (m := read(tag, s, override))} for tag, (override, _) in PRECISION.items()}
+    result = {tag: dict(label=PRECISION[tag][1], seeds=sorted(runs), train_seconds=[runs[s]['train_seconds'] for s in sorted(runs)],
+                        **{f'{k}{suffix}': [f(runs[s], k) for s in sorted(runs)] for k in ('psnr', 'ssim', 'cfd')
+                           for suffix, f in (('', lambda m, k: m['final'][k]), (f'_last{last}', tail))})
+              for tag, runs in found.items() if runs}
+    def cell(v, digits):
+        if not v: return '-'
+        spread = f' ± {statistics.stdev(v):.{digits}f}' if len(v) > 1 else ''
+        return f"{statistics.mean(v):.{digits}f}{spread} ({', '.join(f'{x:.{digits}f}' for x in v)})"
+    tags = list(result)
+    lines = ['| metric | ' + ' | '.join(f"{result[t]['label']} (seeds {', '.join(map(str, result[t]['seeds']))})" for t in tags) + ' |',
+             '|---|' + '---|'*len(tags)]
+    for k, digits, name in (('psnr', 2, 'test PSNR (dB), final'), (f'psnr_last{last}', 2, f'test PSNR, mean of the last {last} epochs'),
+                            ('ssim', 4, 'SSIM, final'), ('cfd', 0, 'classifier FD, final'),
+                            (f'cfd_last{last}', 0, f'classifier FD, mean of the last {last} epochs'), ('train_seconds', 0, 'training seconds')):
+        lines.append(f'| {name} | ' + ' | '.join(cell(result[t][k], digits) for t in tags) + ' |')
+    text = '\n'.join(lines) + ('\n\nmean ± sd over seeds (per seed in brackets); MNIST laptop protocol (60,000 images, 12 epochs, '
+                               'width 1/4, lr 1e-3), 1-thread processes on a 2-core x86_64 CPU (AVX-512 BF16), two at a time.\n')
+    out = Path(figures)/'mnist_convergence_study'
+    write_json(out/'precision_check.json', result); (out/'precision_check.md').write_text(text)
+    print(text)
 
 
 # Why the paper-kernel AS-IntroVAE diverges in the study (issue #15): the study's first iterations under each setting,
@@ -202,7 +228,7 @@ def main():
     if a.summary: return summary(a.out)
     if a.figure: return figure(a.out)
     if a.study: return train_study(a.figures, a.part, a.data_root, parse_runs(a.runs or []))
-    if a.precision_check: return train_float32(a.figures, a.data_root)
+    if a.precision_check: return train_precision(a.figures, a.data_root, parse_runs(a.runs or []))
     if a.precision_summary: return precision_summary(a.figures)
     if a.divergence_check: return divergence_check(a.figures, a.data_root, a.check_iterations)
     for name, protocol in PILOTS.items():
