@@ -14,9 +14,9 @@ __all__ = ['PROFILES', 'EXPERIMENTS', 'TOY_CONFIGS', 'RECOMMENDED_BY_SET', 'RECO
            'toy_samples', 'shared_toy_run', 'train_toy_method', 'count_finished', 'ImageSet', 'set_name',
            'load_image_set', 'image_model', 'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator',
            'run_image_method', 'image_run_dir', 'run_image_methods', 'runs_of', 'final_scores', 'diverged', 'mean_sd',
-           'tile', 'write_experiment_manifest', 'write_table', 'profile_choice', 'protocol_lines', 'protocol_text',
-           'without_flagged_cells', 'experiment_figures', 'kernel_manager_logging_to', 'echoing', 'run_experiment',
-           'Interrupted', 'check_data_root', 'reproduce', 'status_text', 'summary_table', 'exit_code',
+           'tile', 'write_experiment_manifest', 'write_table', 'profile_choice', 'precision_text', 'protocol_lines',
+           'protocol_text', 'without_flagged_cells', 'experiment_figures', 'kernel_manager_logging_to', 'echoing',
+           'run_experiment', 'Interrupted', 'check_data_root', 'reproduce', 'status_text', 'summary_table', 'exit_code',
            'interrupted_line', 'main']
 
 # %% ../nbs/07_reproduce.ipynb #c002
@@ -769,6 +769,12 @@ def profile_choice(table, profile):
     if profile not in table: raise ValueError(f'profile={profile!r}: choose one of {", ".join(table)}')
     return list(table[profile])
 
+def precision_text(m):
+    "How run manifest `m` was computed: the trainer's bf16 autocast and layout (and why), and the output layers' precision."
+    why = m.get('precision', {}).get('why', 'float32 (recorded before the trainer chose a precision)')
+    head = m['settings']['protocol'].get('float32_head')
+    return why + ('' if not m.get('precision', {}).get('amp') else ', output layers float32' if head else ', output layers bf16 too')
+
 def protocol_lines(runs, key):
     "What produced the numbers of data set `key`: images, split, epochs, batch, width, lr, evaluation, time and hardware."
     ms = runs_of(runs, key)
@@ -781,6 +787,7 @@ def protocol_lines(runs, key):
             f"z = {m['settings']['set']['z_dim']}, Adam lr {P['lr']:g} (WGAN-GP {WGAN_LR:g}), betas {tuple(m['settings']['set']['betas'])}; "
             f"metrics on {P['n_eval']:,} samples from fixed noise vs {P['n_eval']:,} training images and on the test images; "
             f"classifier FD: rotation-prediction CNN (accuracy {m['classifier']['accuracy']:.2f}, {m['classifier']['epochs']} epochs); "
+            f"precision: {precision_text(m)}; "
             f"{len(ms)} runs, {seconds/60:.1f} min of training on {m['hardware']}."]
 
 def protocol_text(runs, keys):
