@@ -13,11 +13,11 @@ __all__ = ['PROFILES', 'EXPERIMENTS', 'TOY_CONFIGS', 'RECOMMENDED_BY_SET', 'RECO
            'run_toy_method', 'merge_toy_runs', 'seed_list', 'member_status', 'seed_values', 'seed_diverged',
            'toy_samples', 'shared_toy_run', 'train_toy_method', 'count_finished', 'ImageSet', 'set_name',
            'load_image_set', 'image_model', 'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator',
-           'run_image_method', 'image_run_dir', 'run_image_methods', 'runs_of', 'final_scores', 'diverged', 'mean_sd',
-           'tile', 'write_experiment_manifest', 'write_table', 'profile_choice', 'precision_text', 'protocol_lines',
-           'protocol_text', 'without_flagged_cells', 'experiment_figures', 'kernel_manager_logging_to', 'echoing',
-           'run_experiment', 'Interrupted', 'check_data_root', 'reproduce', 'status_text', 'summary_table', 'exit_code',
-           'interrupted_line', 'main']
+           'run_identity', 'run_image_method', 'image_run_dir', 'run_image_methods', 'runs_of', 'final_scores',
+           'diverged', 'mean_sd', 'tile', 'write_experiment_manifest', 'write_table', 'profile_choice',
+           'precision_text', 'protocol_lines', 'protocol_text', 'without_flagged_cells', 'experiment_figures',
+           'kernel_manager_logging_to', 'echoing', 'run_experiment', 'Interrupted', 'check_data_root', 'reproduce',
+           'status_text', 'summary_table', 'exit_code', 'interrupted_line', 'main']
 
 # %% ../nbs/07_reproduce.ipynb #c002
 import argparse, contextlib, json, os, platform, signal, subprocess, sys, textwrap, threading, time, warnings
@@ -509,9 +509,10 @@ def image_model(method, key, width_scale=1.0, float32_head=True):
     return image_vae(s.resolution, s.channels, z_dim=s.z_dim, **opts)
 
 # %% ../nbs/07_reproduce.ipynb #c021
-_SMOKE = dict(width_scale=1/16, lr=1e-3, seeds=1, n_eval=128, classifier_epochs=3, ema_decay=0.0, float32_head=True)
-_LAPTOP = dict(lr=1e-3, seeds=2, n_eval=1000, classifier_epochs=5, ema_decay=0.0, float32_head=True)
-_PAPER = dict(width_scale=1.0, lr=2e-4, seeds=3, n_eval=10_000, classifier_epochs=10, ema_decay=0.999, float32_head=True)
+# amp=False: bf16 autocast trains the image models faster on this CPU but worse (the precision check of issue #15 below)
+_SMOKE = dict(amp=False, width_scale=1/16, lr=1e-3, seeds=1, n_eval=128, classifier_epochs=3, ema_decay=0.0, float32_head=True)
+_LAPTOP = dict(amp=False, lr=1e-3, seeds=2, n_eval=1000, classifier_epochs=5, ema_decay=0.0, float32_head=True)
+_PAPER = dict(amp=False, width_scale=1.0, lr=2e-4, seeds=3, n_eval=10_000, classifier_epochs=10, ema_decay=0.999, float32_head=True)
 IMAGE_PROFILES = {
     'smoke': {k: {**_SMOKE, **v} for k, v in {
         'mnist': dict(n_train=512, n_test=128, batch_size=32, epochs=2),
@@ -622,6 +623,11 @@ def _save_npz(path, arrays):
 PROTOCOL_KEYS = ('n_train', 'n_test', 'batch_size', 'width_scale', 'epochs', 'lr', 'seeds', 'n_eval', 'classifier_epochs', 'ema_decay',
                  'amp', 'channels_last', 'float32_head')
 
+def run_identity(settings):
+    "A run's settings less what does not change what it computes (the memory layout: `channels_last`), to compare runs by."
+    if not settings: return settings
+    return {**settings, 'protocol': {k: v for k, v in settings['protocol'].items() if k != 'channels_last'}}
+
 def run_image_method(method, key, profile, run_dir, seed=0, tag=None, loss_options=None, data_root=None, device='cpu',
                      fid_weights=None, progress=False, protocol=None, poll=30.0):
     """Train `method` on image set `key` under `profile` (seed, loss options) -> the run's manifest; see above.
@@ -640,7 +646,7 @@ def run_image_method(method, key, profile, run_dir, seed=0, tag=None, loss_optio
                                           loss_options=loss_options or {}, loss=core)))
     def finished():
         done = read_json(stem.with_suffix('.json'))
-        return done if done and done.get('status') in ('done', 'diverged') and done.get('settings') == settings else None
+        return done if done and done.get('status') in ('done', 'diverged') and run_identity(done.get('settings')) == run_identity(settings) else None
     if done := finished(): return done
     lock = stem.with_suffix('.lock')                     # another process training this run: wait for its manifest
     if done := claim_or_wait(lock, finished, f'{key}/{stem.name}', poll=poll): return done
@@ -888,7 +894,7 @@ PROFILE_HELP = {
              'meaningful; figures and tables go to runs/smoke/figures (ignored by git)',
     'laptop': 'meaningful numbers on a 2-core CPU: about 18 hours on 2 cores for Table 1 from scratch at its converged '
               'protocol (30,000 x 128, float32, one run per seed: 36 core-hours, two processes), about 43 more for the '
-              'robustness map, about 15 core-hours for the image notebooks (the MNIST study: 21 runs of 12 epochs on 60,000 '
+              'robustness map, about 30 core-hours for the image notebooks (the MNIST study: 21 runs of 12 epochs on 60,000 '
               'images, in one process unless tools/mnist_convergence.py --study trains them in parts first); finished runs are kept and read back (minutes), so a '
               'laptop profile completes in parts; writes figures/',
     'paper': "the authors' protocol (toys 30,000 iterations of batch 512; images at full width for the epochs of their "

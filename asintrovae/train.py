@@ -35,6 +35,7 @@ class TrainConfig:
     # images and GPUs (no effect on the 2-D toys, see "Speed and images" below)
     ema_decay: float = 0.0               # > 0: keep an exponential moving average of the decoder for sampling
     amp: object = True                   # bf16 autocast: True where it pays on this device (see precision_plan), False never, 'always'
+                                         # (faster, but it changed Soft-IntroVAE's samples: the image profiles set False)
     channels_last: object = True         # NHWC layout of the model and 4-D batches: True where it pays, False never, 'always'
     compile: bool = False                # torch.compile the encoder and decoder forwards
     sample_every: int = 0                # > 0: save a grid of real / reconstructed / generated images this often

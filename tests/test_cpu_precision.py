@@ -157,12 +157,32 @@ def test_a_checkpoint_from_before_the_decision_resumes_as_it_was_trained(tmp_pat
     assert resumed.history['logs'] == reference.history['logs']
 
 
-def test_image_manifests_record_the_decision(tmp_path, monkeypatch):
-    "run_image_method writes the trainer's decision and its reason into the run's manifest."
+def _tiny_smoke_mnist(monkeypatch):
     import asintrovae.reproduce as rep
     monkeypatch.setattr(rep, 'load_image_set', lambda key, root, n_train, n_test: (_images(64), _images(32, seed=1), 'random images'))
     monkeypatch.setitem(rep.IMAGE_PROFILES['smoke'], 'mnist', {**rep.IMAGE_PROFILES['smoke']['mnist'], 'n_eval': 32, 'epochs': 1,
                                                                'classifier_epochs': 1})
-    m = rep.run_image_method('s-introvae', 'mnist', 'smoke', tmp_path)
-    assert m['precision'] == precision_plan('cpu') and m['precision']['why']
+    return rep
+
+
+@pytest.mark.parametrize('protocol', [None, dict(amp=True)])
+def test_image_manifests_record_the_decision(tmp_path, monkeypatch, protocol):
+    """run_image_method writes the trainer's decision and its reason into the run's manifest: float32 by default (the
+    profiles' amp=False), bf16 where it pays when a protocol asks for amp=True."""
+    rep = _tiny_smoke_mnist(monkeypatch)
+    assert rep.image_protocol('smoke', 'mnist')['amp'] is False
+    m = rep.run_image_method('s-introvae', 'mnist', 'smoke', tmp_path, protocol=protocol)
+    assert m['precision'] == precision_plan('cpu', amp=bool(protocol)) and m['precision']['why']
     assert rep.read_json(tmp_path/'mnist'/'s-introvae_seed0.json')['precision'] == m['precision']
+
+
+def test_a_run_differing_only_in_layout_is_read_back_and_one_in_precision_is_not(tmp_path, monkeypatch):
+    "channels_last changes only the order of sums: not part of a run's identity; amp and float32_head are."
+    rep = _tiny_smoke_mnist(monkeypatch)
+    first = rep.run_image_method('s-introvae', 'mnist', 'smoke', tmp_path, protocol=dict(channels_last=False))
+    trained = []
+    monkeypatch.setattr(rep, '_train_image_run', lambda *a, **k: trained.append(a) or {'status': 'done'})
+    assert rep.run_image_method('s-introvae', 'mnist', 'smoke', tmp_path) == first and not trained
+    rep.run_image_method('s-introvae', 'mnist', 'smoke', tmp_path, protocol=dict(amp=True))
+    rep.run_image_method('s-introvae', 'mnist', 'smoke', tmp_path, protocol=dict(amp=True, float32_head=False))
+    assert len(trained) == 2

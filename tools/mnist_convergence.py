@@ -22,8 +22,8 @@ by the notebooks:
   --divergence-check [--check-iterations 300]  trains the first iterations of the study's protocol for the paper-kernel
       AS-IntroVAE under bf16/float32, the official tanh squash and the paper's lr 2e-4, beside the marginal kernel and
       Soft-IntroVAE, into <figures>/mnist_convergence_study/divergence_check.{json,md};
-  --precision-check [--runs TAG:SEED ...]  trains Soft-IntroVAE under the precisions of PRECISION (default: float32
-      with the contiguous layout, seed 0) beside the study's own runs; --precision-summary compares their scores and
+  --precision-check [--runs TAG:SEED ...]  trains Soft-IntroVAE under the precisions of PRECISION (default: bf16
+      autocast, seed 0) beside the study's own runs; --precision-summary compares their scores and
       writes <figures>/mnist_convergence_study/precision_check.{json,md}.
 
 Flattened (the rule): the mean test PSNR of the last FLAT_EPOCHS epochs is less than FLAT_PSNR dB above that of the
@@ -49,12 +49,13 @@ FLAT_EPOCHS, FLAT_PSNR, FLAT_CFD = 4, 0.25, 0.10
 # cut short leaves whole seeds.
 STUDY = ('s-introvae', 'as-introvae', 'as-introvae-marginal')
 EXTRA = ('introvae', 'wgan-gp', 'as-introvae-fixed', 'as-introvae-marginal-fixed')
-# Soft-IntroVAE under each precision: tag -> (protocol overrides, label). The first is the study's own protocol; the
-# second what the study trained before the precision check (bf16 output layers too); the third the reference.
+# Soft-IntroVAE under each precision: tag -> (protocol overrides, label). The first is the study's own protocol
+# (float32, since the check); the second bf16 autocast with float32 output layers; the third what the study trained
+# before the check (bf16 output layers too).
 PRECISION = {
-    's-introvae': ({}, 'bf16 autocast, output layers float32, channels-last (the protocol)'),
-    's-introvae-bf16head': (dict(float32_head=False), 'bf16 autocast, output layers bf16 too, channels-last'),
-    's-introvae-float32': (dict(amp=False, channels_last=False), 'float32, contiguous'),
+    's-introvae': ({}, 'float32 (the protocol)'),
+    's-introvae-bf16': (dict(amp=True), 'bf16 autocast, output layers float32'),
+    's-introvae-bf16head': (dict(amp=True, float32_head=False), 'bf16 autocast, output layers bf16 too (the study before the check)'),
 }
 
 
@@ -89,9 +90,9 @@ def train_study(figures, part, data_root, runs=None):
 
 
 def train_precision(figures, data_root, runs=None):
-    "Train (or read back) Soft-IntroVAE runs (tag, seed) of PRECISION (default: float32, seed 0) into <figures>/image_runs_laptop."
+    "Train (or read back) Soft-IntroVAE runs (tag, seed) of PRECISION (default: bf16 autocast, seed 0) into <figures>/image_runs_laptop."
     from asintrovae.reproduce import image_run_dir
-    for tag, seed in runs or [('s-introvae-float32', 0)]:
+    for tag, seed in runs or [('s-introvae-bf16', 0)]:
         if tag not in PRECISION: raise SystemExit(f'--precision-check --runs: {tag!r} is not one of {", ".join(PRECISION)}')
         print(f'{time.strftime("%H:%M:%S")} {tag} seed {seed}: start', flush=True)
         m = run_image_method('s-introvae', 'mnist', 'laptop', image_run_dir(figures, 'laptop'), seed, tag, data_root=data_root,
@@ -105,13 +106,14 @@ def precision_summary(figures, last=FLAT_EPOCHS):
     classifier FD, and their means over the last `last` epochs (the classifier FD moves by 10-40 % from one epoch to the
     next); written to <figures>/mnist_convergence_study/precision_check.{json,md} and printed."""
     import statistics
-    from asintrovae.reproduce import image_protocol, image_run_dir, write_json
+    from asintrovae.reproduce import image_protocol, image_run_dir, run_identity, write_json
     d, P = image_run_dir(figures, 'laptop')/'mnist', image_protocol('laptop', 'mnist')
     def read(tag, seed, override):              # a finished run of today's laptop protocol (older runs in the folder are not)
         path = d/f'{tag}_seed{seed}.json'
         m = json.loads(path.read_text()) if path.exists() else None
         want = {**P, **override, **({'float32_head': True} if override.get('amp') is False else {})}
-        return m if m and m['status'] == 'done' and m['settings']['protocol'] == json.loads(json.dumps(want)) else None
+        same = m and run_identity(m['settings'])['protocol'] == run_identity({'protocol': json.loads(json.dumps(want))})['protocol']
+        return m if same and m['status'] == 'done' else None
     def tail(m, k): return statistics.mean(r[k] for r in m['evals'][-last:])
     found = {tag: {s: m for s in range(3) if (m := read(tag, s, override))} for tag, (override, _) in PRECISION.items()}
     result = {tag: dict(label=PRECISION[tag][1], seeds=sorted(runs), train_seconds=[runs[s]['train_seconds'] for s in sorted(runs)],
@@ -129,8 +131,10 @@ def precision_summary(figures, last=FLAT_EPOCHS):
                             ('ssim', 4, 'SSIM, final'), ('cfd', 0, 'classifier FD, final'),
                             (f'cfd_last{last}', 0, f'classifier FD, mean of the last {last} epochs'), ('train_seconds', 0, 'training seconds')):
         lines.append(f'| {name} | ' + ' | '.join(cell(result[t][k], digits) for t in tags) + ' |')
+    layouts = sorted({m['precision']['why'] for runs in found.values() for m in runs.values()})
     text = '\n'.join(lines) + ('\n\nmean ± sd over seeds (per seed in brackets); MNIST laptop protocol (60,000 images, 12 epochs, '
-                               'width 1/4, lr 1e-3), 1-thread processes on a 2-core x86_64 CPU (AVX-512 BF16), two at a time.\n')
+                               'width 1/4, lr 1e-3), 1-thread processes on a 2-core x86_64 CPU (AVX-512 BF16), two at a time. '
+                               'The trainers\' own records of precision and layout: ' + ' | '.join(layouts) + '.\n')
     out = Path(figures)/'mnist_convergence_study'
     write_json(out/'precision_check.json', result); (out/'precision_check.md').write_text(text)
     print(text)
