@@ -13,8 +13,8 @@ __all__ = ['PROFILES', 'EXPERIMENTS', 'TOY_CONFIGS', 'RECOMMENDED_BY_SET', 'RECO
            'run_toy_method', 'merge_toy_runs', 'seed_list', 'member_status', 'seed_values', 'seed_diverged',
            'toy_samples', 'shared_toy_run', 'train_toy_method', 'count_finished', 'ImageSet', 'set_name',
            'load_image_set', 'image_model', 'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator',
-           'run_identity', 'run_image_method', 'image_run_dir', 'run_image_methods', 'runs_of', 'final_scores',
-           'diverged', 'mean_sd', 'tile', 'write_experiment_manifest', 'write_table', 'profile_choice',
+           'run_identity', 'run_protocol', 'run_image_method', 'image_run_dir', 'run_image_methods', 'runs_of',
+           'final_scores', 'diverged', 'mean_sd', 'tile', 'write_experiment_manifest', 'write_table', 'profile_choice',
            'precision_text', 'protocol_lines', 'protocol_text', 'without_flagged_cells', 'experiment_figures',
            'kernel_manager_logging_to', 'echoing', 'run_experiment', 'Interrupted', 'check_data_root', 'reproduce',
            'status_text', 'summary_table', 'exit_code', 'interrupted_line', 'main']
@@ -628,6 +628,12 @@ def run_identity(settings):
     if not settings: return settings
     return {**settings, 'protocol': {k: v for k, v in settings['protocol'].items() if k != 'channels_last'}}
 
+def run_protocol(profile, key, protocol=None):
+    "The protocol a run of `key` under `profile` trains: the profile's, with the entries of `protocol` overriding."
+    P = {**image_protocol(profile, key), **(protocol or {})}
+    if P.get('amp', True) is False: P['float32_head'] = True     # without autocast every layer is float32: one protocol, not two
+    return P
+
 def run_image_method(method, key, profile, run_dir, seed=0, tag=None, loss_options=None, data_root=None, device='cpu',
                      fid_weights=None, progress=False, protocol=None, poll=30.0):
     """Train `method` on image set `key` under `profile` (seed, loss options) -> the run's manifest; see above.
@@ -636,8 +642,7 @@ def run_image_method(method, key, profile, run_dir, seed=0, tag=None, loss_optio
     training (its lock file beside the checkpoint, `claim_run`) is waited for and read back, not trained twice."""
     if set(protocol or {}) - set(PROTOCOL_KEYS):
         raise ValueError(f'protocol keys {sorted(set(protocol) - set(PROTOCOL_KEYS))}: choose from {", ".join(PROTOCOL_KEYS)}')
-    P, spec, tag = {**image_protocol(profile, key), **(protocol or {})}, IMAGE_SETS[key], tag or method
-    if P.get('amp', True) is False: P['float32_head'] = True     # without autocast every layer is float32: one protocol, not two
+    P, spec, tag = run_protocol(profile, key, protocol), IMAGE_SETS[key], tag or method
     out = Path(run_dir)/key; out.mkdir(parents=True, exist_ok=True)
     stem = out/f'{tag}_seed{seed}'
     revision = launch_revision()

@@ -106,14 +106,13 @@ def precision_summary(figures, last=FLAT_EPOCHS):
     classifier FD, and their means over the last `last` epochs (the classifier FD moves by 10-40 % from one epoch to the
     next); written to <figures>/mnist_convergence_study/precision_check.{json,md} and printed."""
     import statistics
-    from asintrovae.reproduce import image_protocol, image_run_dir, run_identity, write_json
-    d, P = image_run_dir(figures, 'laptop')/'mnist', image_protocol('laptop', 'mnist')
+    from asintrovae.reproduce import image_run_dir, run_identity, run_protocol, write_json
+    d = image_run_dir(figures, 'laptop')/'mnist'
     def read(tag, seed, override):              # a finished run of today's laptop protocol (older runs in the folder are not)
         path = d/f'{tag}_seed{seed}.json'
         m = json.loads(path.read_text()) if path.exists() else None
-        want = {**P, **override, **({'float32_head': True} if override.get('amp') is False else {})}
-        same = m and run_identity(m['settings'])['protocol'] == run_identity({'protocol': json.loads(json.dumps(want))})['protocol']
-        return m if same and m['status'] == 'done' else None
+        want = run_identity({'protocol': json.loads(json.dumps(run_protocol('laptop', 'mnist', override)))})
+        return m if m and m['status'] == 'done' and run_identity(m['settings'])['protocol'] == want['protocol'] else None
     def tail(m, k): return statistics.mean(r[k] for r in m['evals'][-last:])
     found = {tag: {s: m for s in range(3) if (m := read(tag, s, override))} for tag, (override, _) in PRECISION.items()}
     result = {tag: dict(label=PRECISION[tag][1], seeds=sorted(runs), train_seconds=[runs[s]['train_seconds'] for s in sorted(runs)],
