@@ -747,12 +747,14 @@ def diverged(runs, key, tag):
     "How many seeds of (key, tag) stopped on a non-finite loss."
     return sum(m['status'] == 'diverged' for m in runs_of(runs, key, tag))
 
-def mean_sd(values, digits=2):
-    "'m ± sd (n)' of a list of numbers; 'm (n=1)' for one; '-' for none."
+def mean_sd(values, digits=2, per_seed=False):
+    """'m ± sd (n=k)' of a list of numbers, or with `per_seed` 'm ± sd (v1, v2, ...)' (each value, in the order given);
+    'm (n=1)' for one; '-' for none."""
     if not values: return '-'
     v = np.asarray(values, dtype=float)
     if len(v) == 1: return f'{v[0]:.{digits}f} (n=1)'
-    return f'{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f} (n={len(v)})'
+    inside = ', '.join(f'{x:.{digits}f}' for x in v) if per_seed else f'n={len(v)}'
+    return f'{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f} ({inside})'
 
 def tile(images, nrow=8, pad=1):
     "uint8 images [N, C, H, W] -> one numpy grid [H', W', 3] for imshow (grey images repeated to RGB)."

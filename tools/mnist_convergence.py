@@ -106,7 +106,7 @@ def precision_summary(figures, last=FLAT_EPOCHS):
     classifier FD, and their means over the last `last` epochs (the classifier FD moves by 10-40 % from one epoch to the
     next); written to <figures>/mnist_convergence_study/precision_check.{json,md} and printed."""
     import statistics
-    from asintrovae.reproduce import image_run_dir, run_identity, run_protocol, write_json
+    from asintrovae.reproduce import image_run_dir, mean_sd, run_identity, run_protocol, write_json
     d = image_run_dir(figures, 'laptop')/'mnist'
     def read(tag, seed, override):              # a finished run of today's laptop protocol (older runs in the folder are not)
         path = d/f'{tag}_seed{seed}.json'
@@ -119,17 +119,13 @@ def precision_summary(figures, last=FLAT_EPOCHS):
                         **{f'{k}{suffix}': [f(runs[s], k) for s in sorted(runs)] for k in ('psnr', 'ssim', 'cfd')
                            for suffix, f in (('', lambda m, k: m['final'][k]), (f'_last{last}', tail))})
               for tag, runs in found.items() if runs}
-    def cell(v, digits):
-        if not v: return '-'
-        spread = f' ± {statistics.stdev(v):.{digits}f}' if len(v) > 1 else ''
-        return f"{statistics.mean(v):.{digits}f}{spread} ({', '.join(f'{x:.{digits}f}' for x in v)})"
     tags = list(result)
     lines = ['| metric | ' + ' | '.join(f"{result[t]['label']} (seeds {', '.join(map(str, result[t]['seeds']))})" for t in tags) + ' |',
              '|---|' + '---|'*len(tags)]
     for k, digits, name in (('psnr', 2, 'test PSNR (dB), final'), (f'psnr_last{last}', 2, f'test PSNR, mean of the last {last} epochs'),
                             ('ssim', 4, 'SSIM, final'), ('cfd', 0, 'classifier FD, final'),
                             (f'cfd_last{last}', 0, f'classifier FD, mean of the last {last} epochs'), ('train_seconds', 0, 'training seconds')):
-        lines.append(f'| {name} | ' + ' | '.join(cell(result[t][k], digits) for t in tags) + ' |')
+        lines.append(f'| {name} | ' + ' | '.join(mean_sd(result[t][k], digits, per_seed=True) for t in tags) + ' |')
     layouts = sorted({m['precision']['why'] for runs in found.values() for m in runs.values()})
     text = '\n'.join(lines) + ('\n\nmean ± sd over seeds (per seed in brackets); MNIST laptop protocol (60,000 images, 12 epochs, '
                                'width 1/4, lr 1e-3), 1-thread processes on a 2-core x86_64 CPU (AVX-512 BF16), two at a time. '
@@ -140,16 +136,16 @@ def precision_summary(figures, last=FLAT_EPOCHS):
 
 
 # Why the paper-kernel AS-IntroVAE diverges in the study (issue #15): the study's first iterations under each setting,
-# from the same seed. name: (method, loss options, lr, bf16 autocast + channels-last, output layers float32). The study
-# runs the first row; the second is what it ran before the precision check (bf16 output layers too).
+# from the same seed, in the study's layout (channels-last). name: (method, loss options, lr, bf16 autocast, output
+# layers float32). The study runs float32 (the first row); the bf16 rows are what it ran before the precision check.
 DIVERGENCE_CASES = {
-    'paper kernel, bf16, lr 1e-3 (the study)':          ('as-introvae', {}, 1e-3, True, True),
-    'paper kernel, bf16 with bf16 output layers, lr 1e-3': ('as-introvae', {}, 1e-3, True, False),
-    'paper kernel, float32, lr 1e-3':                   ('as-introvae', {}, 1e-3, False, True),
+    'paper kernel, float32, lr 1e-3 (the study)':       ('as-introvae', {}, 1e-3, False, True),
+    'paper kernel, bf16, lr 1e-3':                      ('as-introvae', {}, 1e-3, True, True),
+    'paper kernel, bf16 with bf16 output layers, lr 1e-3 (the study before the precision check)': ('as-introvae', {}, 1e-3, True, False),
     'paper kernel + tanh squash (official), float32, lr 1e-3': ('as-introvae', {'squash': True}, 1e-3, False, True),
     'paper kernel, float32, lr 2e-4 (the paper\'s)':     ('as-introvae', {}, 2e-4, False, True),
-    'marginal kernel, bf16, lr 1e-3 (the study)':       ('as-introvae', {'kernel': 'marginal'}, 1e-3, True, True),
-    'Soft-IntroVAE, bf16, lr 1e-3 (the study)':         ('s-introvae', {}, 1e-3, True, True),
+    'marginal kernel, float32, lr 1e-3 (the study)':    ('as-introvae', {'kernel': 'marginal'}, 1e-3, False, True),
+    'Soft-IntroVAE, float32, lr 1e-3 (the study)':      ('s-introvae', {}, 1e-3, False, True),
 }
 
 
@@ -165,12 +161,12 @@ def divergence_check(figures, data_root, iterations=300, seed=0):
     train, _, _ = load_image_set('mnist', data_root, P['n_train'], P['n_test'])
     study_iterations = len(train)//P['batch_size']*P['epochs']
     out = {}
-    for name, (method, options, lr, fast, float32_head) in DIVERGENCE_CASES.items():
+    for name, (method, options, lr, amp, float32_head) in DIVERGENCE_CASES.items():
         torch.manual_seed(seed)
         model = image_model(method, 'mnist', P['width_scale'], float32_head)
         loss = make_loss(method, Betas(*spec.betas), study_iterations, **options)
         cfg = TrainConfig(iterations=iterations, warmup=0, milestones=(), lr_e=lr, lr_d=lr, log_every=10, seed=seed, progress=False,
-                          amp=fast, channels_last=fast)
+                          amp=amp, channels_last=True)
         trainer = Trainer(model, loss, TensorBatches(train, P['batch_size'], seed=seed), cfg)
         t0, bad = time.time(), None
         try: trainer.fit()
@@ -178,7 +174,7 @@ def divergence_check(figures, data_root, iterations=300, seed=0):
         logs = trainer.history['logs']
         def peak(k): return max((r[k][0] for r in logs if k in r), default=None)
         last = logs[-1] if logs else {}
-        out[name] = dict(method=method, loss_options=options, lr=lr, bf16=fast, float32_head=float32_head, iterations=iterations, nan_at=bad,
+        out[name] = dict(method=method, loss_options=options, lr=lr, bf16=amp, float32_head=float32_head, iterations=iterations, nan_at=bad,
                          finite_through=logs[-1]['it'] if logs else 0, peak_D=peak('dec_as_distance'), peak_loss_d=peak('loss_d'),
                          peak_kl_fake=peak('kl_fake'), last_rec=last.get('rec', [None])[0], last_c=last.get('as_c', [None])[0],
                          seconds=round(time.time() - t0, 1))
@@ -199,7 +195,7 @@ def divergence_table(d):
     lines = ['# Why the paper-kernel AS-IntroVAE diverges in the MNIST study', '',
              f'Written by `python tools/mnist_convergence.py --divergence-check`: the first {iterations} iterations of the laptop MNIST '
              f'protocol (60,000 images, batch {P["batch_size"]}, width x{P["width_scale"]}, seed {r["seed"]}; the c schedule of the '
-             f'study\'s {r["study_iterations"]:,} iterations) under each setting. Logs are means over 10 iterations, and the peaks are '
+             f'study\'s {r["study_iterations"]:,} iterations) under each setting, in the study\'s channels-last layout. Logs are means over 10 iterations, and the peaks are '
              'over the logged rows before a NaN (a run that blows up between two rows shows no peak); D is the decoder step\'s AS '
              f'distance, rec the reconstruction error of the last row. Hardware: {r["hardware"]}.', '',
              '| setting | NaN at iteration | finite through | peak D | peak decoder loss | peak KL of the fakes | rec at the end | c at the end |',

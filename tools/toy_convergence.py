@@ -14,12 +14,12 @@ Usage: python tools/toy_convergence.py [--out runs/toy_convergence] [--threads 1
 seed-mean KL at half the iterations (from the evaluations during training); --figure draws KL and recovered modes
 against iterations (log axis) for every finished stack into --out/study.png.
 """
-import argparse, json, statistics, time
+import argparse, json, time
 from pathlib import Path
 
 import torch
 
-from asintrovae.reproduce import run_toy_method
+from asintrovae.reproduce import mean_sd, run_toy_method
 from asintrovae.train import TrainConfig
 
 # name: (iterations, batch, warm-up, milestones)
@@ -63,9 +63,6 @@ def main():
         f = m['final']
         print(f'{time.strftime("%H:%M:%S")} {name} {precision} {method}: {m["train_seconds"]:.0f} s training '
               f'({time.time() - t0:.0f} s now); KL {[round(v, 2) for v in f["kl"]]}, modes {f.get("modes")}', flush=True)
-
-
-def mean_sd(v): return f'{statistics.mean(v):.2f} ± {statistics.stdev(v):.2f}' if len(v) > 1 else f'{v[0]:.2f}'
 
 
 def summary(out):
