@@ -19,6 +19,8 @@ by the notebooks:
   --study [--part K/N | --runs TAG:SEED ...] [--figures figures]  trains STUDY then EXTRA (every MNIST run the laptop
       notebooks ask for), seed by seed, the K-th of every N (K from 1) or the runs named, into
       <figures>/image_runs_laptop/mnist/;
+  --study-summary  one row per study run (finished, diverged or in progress: read from its checkpoint) with the
+      flattening rule, the methods' means, and their curves: <figures>/mnist_convergence_study/study.{md,png};
   --divergence-check [--check-iterations 300]  trains the first iterations of the study's protocol for the paper-kernel
       AS-IntroVAE under bf16/float32, the official tanh squash and the paper's lr 2e-4, beside the marginal kernel and
       Soft-IntroVAE, into <figures>/mnist_convergence_study/divergence_check.{json,md};
@@ -30,7 +32,7 @@ Flattened (the rule): the mean test PSNR of the last FLAT_EPOCHS epochs is less 
 FLAT_EPOCHS epochs before, and their mean classifier FD less than FLAT_CFD below (means over epochs, because both
 move by about their own size from one epoch to the next: PSNR by 0.1-0.6 dB, the classifier FD by 10-40 %).
 """
-import argparse, json, time
+import argparse, json, re, time
 from pathlib import Path
 
 import torch
@@ -135,6 +137,74 @@ def precision_summary(figures, last=FLAT_EPOCHS):
     print(text)
 
 
+# Table 3's MNIST row in the paper (the authors' slides, ../shared/paper): test PSNR of one run at full width, 100 epochs.
+PAPER_PSNR = {'s-introvae': 20.282, 'as-introvae': 21.014}
+COLORS = {'s-introvae': 'tab:blue', 'as-introvae': 'tab:green', 'as-introvae-marginal': 'tab:purple'}
+
+
+def study_manifests(figures, seeds=3):
+    "{(tag, seed): manifest} of the study's runs under today's laptop protocol, finished, diverged or in progress (read_run)."
+    from asintrovae.reproduce import image_run_dir, run_protocol
+    d, P = image_run_dir(figures, 'laptop')/'mnist', json.loads(json.dumps(run_protocol('laptop', 'mnist')))
+    found = {(t, s): read_run(d/f'{t}_seed{s}.json', P, want=P) for t in STUDY for s in range(seeds)}
+    return {k: m for k, m in found.items() if m}
+
+
+def diverged_at(m):
+    "The first iteration with a NaN/inf loss of a diverged run (the trainer's message names it), else None."
+    at = re.search(r'NaN/inf at iteration (\d+)', m.get('error', '')) if m['status'] == 'diverged' else None
+    return int(at[1]) if at else None
+
+
+def study_summary(figures):
+    """The study's runs, one row each: status, final scores, the flattening rule at its last epoch, training time; the
+    methods' means over finished seeds; their curves against epochs -> <figures>/mnist_convergence_study/study.{md,png}."""
+    import matplotlib; matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from asintrovae.reproduce import mean_sd
+    runs, out = study_manifests(figures), Path(figures)/'mnist_convergence_study'
+    lines = ['| method | seed | status | epochs | test PSNR (dB) | SSIM | classifier FD | PSNR, last 4 epochs against the 4 before | '
+             'classifier FD, same | flattened | training s |', '|---|---|---|---|---|---|---|---|---|---|---|']
+    for (tag, seed), m in runs.items():
+        if m['status'] == 'diverged':
+            lines.append(f"| {tag} | {seed} | diverged at iteration {diverged_at(m)} | - | - | - | - | - | - | - | {m['train_seconds']:.0f} |")
+            continue
+        ev = m['evals']; last = ev[-1] if ev else {}
+        flat, gain, drop = flattened(ev)
+        lines.append(f"| {tag} | {seed} | {m['status']} | {last.get('epoch', 0):g} | {last.get('psnr', float('nan')):.2f} | "
+                     f"{last.get('ssim', float('nan')):.4f} | {last.get('cfd', float('nan')):.0f} | {'-' if gain != gain else f'{gain:+.2f} dB'} | {'-' if drop != drop else f'{-drop:+.0%}'} | "
+                     f"{'yes' if flat else 'no' if gain == gain else f'- (before epoch {2*FLAT_EPOCHS})'} | {m['train_seconds']:.0f} |")
+    lines += ['', '| method | finished seeds | test PSNR (dB) | classifier FD | classifier FD, mean of the last 4 epochs | paper PSNR |',
+              '|---|---|---|---|---|---|']
+    for tag in STUDY:
+        done = [m for (t, _), m in runs.items() if t == tag and m['status'] == 'done']
+        lines.append(f"| {tag} | {len(done)} | {mean_sd([m['final']['psnr'] for m in done], 2, per_seed=True)} | "
+                     f"{mean_sd([m['final']['cfd'] for m in done], 0, per_seed=True)} | "
+                     f"{mean_sd([sum(e['cfd'] for e in m['evals'][-FLAT_EPOCHS:])/FLAT_EPOCHS for m in done], 0, per_seed=True)} | "
+                     f"{PAPER_PSNR.get(tag, '-')} |")
+    lines += ['', f'Written by `python tools/mnist_convergence.py --study-summary` from the runs in `image_runs_laptop/mnist/` trained '
+              'under the laptop protocol (60,000 images, 12 epochs of batch 64, width 1/4, lr 1e-3, float32 with channels-last); '
+              'a run still training is read from its checkpoint. Scores of the last evaluation (1,000 test images for PSNR and '
+              'SSIM, 1,000 samples from fixed noise for the classifier FD); flattened: the last 4 epochs\' mean PSNR less than '
+              f'{FLAT_PSNR} dB above the 4 before and their mean classifier FD less than {FLAT_CFD:.0%} below. The paper\'s PSNR: one '
+              'run at full width, 100 epochs, lr 2e-4. Hardware: ' + ' | '.join(sorted({m.get('hardware', 'see the manifest') for m in runs.values()}))
+              + ', 1-thread processes, two or three at a time.']
+    (out/'study.md').write_text('\n'.join(lines) + '\n')
+    fig, axs = plt.subplots(1, 2, figsize=(11, 3.8))
+    for (tag, seed), m in runs.items():
+        ep = [e['epoch'] for e in m['evals']]
+        for ax, k in zip(axs, ('psnr', 'cfd')):
+            ax.plot(ep, [e[k] for e in m['evals']], 'o-', ms=2.5, lw=1, color=COLORS[tag], label=tag if seed == min(s for t, s in runs if t == tag) else None)
+            if m['status'] == 'diverged' and ep: ax.plot((diverged_at(m) or 0)/m['per_epoch'], m['evals'][-1][k], 'x', ms=9, color=COLORS[tag])
+    for tag, v in PAPER_PSNR.items(): axs[0].axhline(v, ls=':', lw=1, color=COLORS[tag])
+    axs[0].set(xlabel='epoch', ylabel='test PSNR (dB); dotted: the paper', ylim=(5, 22))
+    axs[1].set(xlabel='epoch', ylabel='classifier FD (lower is better)', yscale='log')
+    axs[0].legend(fontsize=8)
+    fig.suptitle('MNIST study, laptop protocol (float32, width 1/4, 60,000 images): one line per seed, x where a run diverged (at its last score)', fontsize=10)
+    plt.tight_layout(); fig.savefig(out/'study.png', dpi=130)
+    print('\n'.join(lines)); print(out/'study.png')
+
+
 # Why the paper-kernel AS-IntroVAE diverges in the study (issue #15): the study's first iterations under each setting,
 # from the same seed, in the study's layout (channels-last). name: (method, loss options, lr, bf16 autocast, output
 # layers float32). The study runs float32 (the first row); the bf16 rows are what it ran before the precision check.
@@ -222,6 +292,7 @@ def main():
     p.add_argument('--runs', nargs='*', help='with --study: these runs (TAG:SEED, e.g. introvae:0) instead of a part')
     p.add_argument('--precision-check', action='store_true')
     p.add_argument('--precision-summary', action='store_true')
+    p.add_argument('--study-summary', action='store_true')
     p.add_argument('--divergence-check', action='store_true')
     p.add_argument('--check-iterations', type=int, default=300)
     a = p.parse_args()
@@ -231,6 +302,7 @@ def main():
     if a.study: return train_study(a.figures, a.part, a.data_root, parse_runs(a.runs or []))
     if a.precision_check: return train_precision(a.figures, a.data_root, parse_runs(a.runs or []))
     if a.precision_summary: return precision_summary(a.figures)
+    if a.study_summary: return study_summary(a.figures)
     if a.divergence_check: return divergence_check(a.figures, a.data_root, a.check_iterations)
     for name, protocol in PILOTS.items():
         if a.only and name not in a.only: continue
@@ -244,21 +316,28 @@ def main():
               f'PSNR {f.get("psnr", float("nan")):.2f} dB, classifier FD {f.get("cfd", float("nan")):.1f}', flush=True)
 
 
+def read_run(path, protocol, want=None):
+    """The run whose manifest is `path` -> its manifest if finished or diverged (and, given `want`, trained under that
+    protocol: `run_identity`), else its evaluations so far from the checkpoint beside it (status 'in progress', settings
+    with `protocol`) while it trains, else None. So a curve can be looked at while it trains."""
+    from asintrovae.reproduce import run_identity
+    path = Path(path)
+    if path.exists():
+        m = json.loads(path.read_text())
+        if want is None or run_identity(m['settings'])['protocol'] == run_identity({'protocol': want})['protocol']: return m
+    ckpt = path.with_suffix('.pt')
+    if not ckpt.exists(): return None
+    st = torch.load(ckpt, map_location='cpu', weights_only=False)
+    return dict(status=f"in progress (iteration {st['it']:,} of {st['config']['iterations']:,})", evals=st['history']['evals'],
+                train_seconds=st['train_seconds'], precision=st['precision'], settings=dict(protocol=protocol))
+
+
 def pilots(out):
-    """The pilots finished, diverged or in progress -> {name: manifest}; a pilot in progress is read from its checkpoint
-    (status 'in progress', its evaluations so far), so its curve can be looked at while it trains."""
+    "The pilots finished, diverged or in progress -> {name: manifest} (read_run)."
     from asintrovae.reproduce import image_protocol
-    found = {}
-    for name, protocol in PILOTS.items():
-        path = Path(out)/name/'mnist'/'s-introvae_seed0.json'
-        if path.exists(): found[name] = json.loads(path.read_text()); continue
-        ckpt = path.with_suffix('.pt')
-        if ckpt.exists():
-            st = torch.load(ckpt, map_location='cpu', weights_only=False)
-            found[name] = dict(status=f"in progress (iteration {st['it']:,} of {st['config']['iterations']:,})", evals=st['history']['evals'],
-                               train_seconds=st['train_seconds'], precision=st['precision'],
-                               settings=dict(protocol={**image_protocol('laptop', 'mnist'), **protocol}))
-    return found
+    found = {name: read_run(Path(out)/name/'mnist'/'s-introvae_seed0.json', {**image_protocol('laptop', 'mnist'), **protocol})
+             for name, protocol in PILOTS.items()}
+    return {name: m for name, m in found.items() if m}
 
 
 def flattened(evals, upto=None):
