@@ -187,8 +187,9 @@ def study_summary(figures):
               'a run still training is read from its checkpoint. Scores of the last evaluation (1,000 test images for PSNR and '
               'SSIM, 1,000 samples from fixed noise for the classifier FD); flattened: the last 4 epochs\' mean PSNR less than '
               f'{FLAT_PSNR} dB above the 4 before and their mean classifier FD less than {FLAT_CFD:.0%} below. The paper\'s PSNR: one '
-              'run at full width, 100 epochs, lr 2e-4. Hardware: ' + ' | '.join(sorted({m.get('hardware', 'see the manifest') for m in runs.values()}))
-              + ', 1-thread processes, two or three at a time.']
+              'run at full width, 100 epochs, lr 2e-4. Hardware: ' + ' | '.join(sorted({m['hardware'] for m in runs.values() if 'hardware' in m}))
+              + '; 1-thread processes, two to four at a time (the last epochs of Soft-IntroVAE seed 2 and of the marginal kernel\'s '
+              'seed 1 with 2 threads, resumed from their checkpoints; `training s` is wall-clock under that sharing).']
     (out/'study.md').write_text('\n'.join(lines) + '\n')
     fig, axs = plt.subplots(1, 2, figsize=(11, 3.8))
     for (tag, seed), m in runs.items():
