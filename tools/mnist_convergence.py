@@ -103,19 +103,27 @@ def train_precision(figures, data_root, runs=None):
               f'precision: {m["precision"]["why"]}', flush=True)
 
 
+def laptop_protocol(override=None):
+    "The laptop MNIST protocol a run with `override` trains (run_protocol), as its manifest stores it (JSON types)."
+    from asintrovae.reproduce import run_protocol
+    return json.loads(json.dumps(run_protocol('laptop', 'mnist', override)))
+
+
+def tail_mean(m, k, last=FLAT_EPOCHS):
+    "The mean of evaluation `k` over a run's last `last` evaluations (the classifier FD moves by 10-40 % between epochs)."
+    return sum(r[k] for r in m['evals'][-last:])/len(m['evals'][-last:])
+
+
 def precision_summary(figures, last=FLAT_EPOCHS):
     """Soft-IntroVAE's scores under each precision of PRECISION (every finished seed): the final test PSNR, SSIM and
     classifier FD, and their means over the last `last` epochs (the classifier FD moves by 10-40 % from one epoch to the
     next); written to <figures>/mnist_convergence_study/precision_check.{json,md} and printed."""
-    import statistics
-    from asintrovae.reproduce import image_run_dir, mean_sd, run_identity, run_protocol, write_json
+    from asintrovae.reproduce import image_run_dir, mean_sd, write_json
     d = image_run_dir(figures, 'laptop')/'mnist'
     def read(tag, seed, override):              # a finished run of today's laptop protocol (older runs in the folder are not)
-        path = d/f'{tag}_seed{seed}.json'
-        m = json.loads(path.read_text()) if path.exists() else None
-        want = run_identity({'protocol': json.loads(json.dumps(run_protocol('laptop', 'mnist', override)))})
-        return m if m and m['status'] == 'done' and run_identity(m['settings'])['protocol'] == want['protocol'] else None
-    def tail(m, k): return statistics.mean(r[k] for r in m['evals'][-last:])
+        m = read_run(d/f'{tag}_seed{seed}.json', laptop_protocol(override), want=laptop_protocol(override))
+        return m if m and m['status'] == 'done' else None
+    def tail(m, k): return tail_mean(m, k, last)
     found = {tag: {s: m for s in range(3) if (m := read(tag, s, override))} for tag, (override, _) in PRECISION.items()}
     result = {tag: dict(label=PRECISION[tag][1], seeds=sorted(runs), train_seconds=[runs[s]['train_seconds'] for s in sorted(runs)],
                         **{f'{k}{suffix}': [f(runs[s], k) for s in sorted(runs)] for k in ('psnr', 'ssim', 'cfd')
@@ -144,8 +152,8 @@ COLORS = {'s-introvae': 'tab:blue', 'as-introvae': 'tab:green', 'as-introvae-mar
 
 def study_manifests(figures, seeds=3):
     "{(tag, seed): manifest} of the study's runs under today's laptop protocol, finished, diverged or in progress (read_run)."
-    from asintrovae.reproduce import image_run_dir, run_protocol
-    d, P = image_run_dir(figures, 'laptop')/'mnist', json.loads(json.dumps(run_protocol('laptop', 'mnist')))
+    from asintrovae.reproduce import image_run_dir
+    d, P = image_run_dir(figures, 'laptop')/'mnist', laptop_protocol()
     found = {(t, s): read_run(d/f'{t}_seed{s}.json', P, want=P) for t in STUDY for s in range(seeds)}
     return {k: m for k, m in found.items() if m}
 
@@ -180,7 +188,7 @@ def study_summary(figures):
         done = [m for (t, _), m in runs.items() if t == tag and m['status'] == 'done']
         lines.append(f"| {tag} | {len(done)} | {mean_sd([m['final']['psnr'] for m in done], 2, per_seed=True)} | "
                      f"{mean_sd([m['final']['cfd'] for m in done], 0, per_seed=True)} | "
-                     f"{mean_sd([sum(e['cfd'] for e in m['evals'][-FLAT_EPOCHS:])/FLAT_EPOCHS for m in done], 0, per_seed=True)} | "
+                     f"{mean_sd([tail_mean(m, 'cfd') for m in done], 0, per_seed=True)} | "
                      f"{PAPER_PSNR.get(tag, '-')} |")
     lines += ['', f'Written by `python tools/mnist_convergence.py --study-summary` from the runs in `image_runs_laptop/mnist/` trained '
               'under the laptop protocol (60,000 images, 12 epochs of batch 64, width 1/4, lr 1e-3, float32 with channels-last); '
