@@ -691,7 +691,7 @@ def _train_image_run(method, key, run_dir, seed, loss_options, data_root, device
         trainer.history['evals'].append({'it': 0, 'seconds': 0.0, **evaluate(model)})
     try: history = trainer.fit()
     except NonFiniteLossError as e:                       # a result, not a crash: the stability figure reports it
-        write_json(stem.with_suffix('.json'), dict(status='diverged', error=str(e), **common, precision=trainer.precision, final={},
+        write_json(stem.with_suffix('.json'), dict(status='diverged', diverged_at=e.iteration, error=str(e), **common, precision=trainer.precision, final={},
                                                    evals=trainer.history['evals'], logs=trainer.history['logs'],
                                                    train_seconds=round(trainer.train_seconds, 1), finished=time.strftime('%Y-%m-%d %H:%M:%S')))
         return read_json(stem.with_suffix('.json'))

@@ -159,8 +159,11 @@ def study_manifests(figures, seeds=3):
 
 
 def diverged_at(m):
-    "The first iteration with a NaN/inf loss of a diverged run (the trainer's message names it), else None."
-    at = re.search(r'NaN/inf at iteration (\d+)', m.get('error', '')) if m['status'] == 'diverged' else None
+    """The first iteration with a NaN/inf loss of a diverged run, else None: the manifest's `diverged_at`, or, in a
+    manifest written before it stored one (the paper kernel's seeds 0 and 1), the trainer's message, which names it."""
+    if m['status'] != 'diverged': return None
+    if 'diverged_at' in m: return m['diverged_at']
+    at = re.search(r'NaN/inf at iteration (\d+)', m.get('error', ''))
     return int(at[1]) if at else None
 
 
