@@ -972,7 +972,7 @@ def main(argv=None):
         description='Rebuild the figures and tables of AS-IntroVAE (Lu et al., ACML 2022) by running the experiment notebooks.\n\n'
                     'profiles (default: laptop):\n' + '\n'.join(textwrap.fill(v, 110, initial_indent=f'  {k:8s}', subsequent_indent=' '*10)
                                                              for k, v in PROFILE_HELP.items()),
-        epilog='experiments: ' + ', '.join(EXPERIMENTS) + '. Finished runs are read back, not redone (--force redoes them).\n'
+        epilog='experiments: ' + ', '.join(EXPERIMENTS) + '. Finished experiments and training runs are read back, not redone; --force reruns the notebooks of finished experiments, whose finished training runs are still read back.\n'
                'exit status: ' + '; '.join(f'{k} {v}' for k, v in EXIT_CODES.items()) + '.')
     p.add_argument('--profile', default='laptop', choices=PROFILES, help='the budget to run at (default: laptop; see above)')
     p.add_argument('--only', nargs='+', choices=list(EXPERIMENTS), metavar='EXPERIMENT', help='experiments to run (default: all)')
