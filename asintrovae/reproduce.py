@@ -14,10 +14,10 @@ __all__ = ['PROFILES', 'EXPERIMENTS', 'TOY_CONFIGS', 'RECOMMENDED_BY_SET', 'RECO
            'toy_samples', 'shared_toy_run', 'train_toy_method', 'count_finished', 'ImageSet', 'set_name',
            'load_image_set', 'image_model', 'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator',
            'run_identity', 'run_protocol', 'run_image_method', 'image_run_dir', 'run_image_methods', 'runs_of',
-           'final_scores', 'diverged', 'mean_sd', 'tile', 'write_experiment_manifest', 'write_table', 'profile_choice',
-           'precision_text', 'protocol_lines', 'protocol_text', 'without_flagged_cells', 'experiment_figures',
-           'kernel_manager_logging_to', 'echoing', 'run_experiment', 'Interrupted', 'check_data_root', 'reproduce',
-           'status_text', 'summary_table', 'exit_code', 'interrupted_line', 'main']
+           'final_scores', 'diverged', 'shown_seed', 'mean_sd', 'tile', 'write_experiment_manifest', 'write_table',
+           'profile_choice', 'precision_text', 'protocol_lines', 'protocol_text', 'without_flagged_cells',
+           'experiment_figures', 'kernel_manager_logging_to', 'echoing', 'run_experiment', 'Interrupted',
+           'check_data_root', 'reproduce', 'status_text', 'summary_table', 'exit_code', 'interrupted_line', 'main']
 
 # %% ../nbs/07_reproduce.ipynb #c002
 import argparse, contextlib, json, os, platform, signal, subprocess, sys, textwrap, threading, time, warnings
@@ -746,6 +746,12 @@ def final_scores(runs, key, tag, metric):
 def diverged(runs, key, tag):
     "How many seeds of (key, tag) stopped on a non-finite loss."
     return sum(m['status'] == 'diverged' for m in runs_of(runs, key, tag))
+
+def shown_seed(runs, key, tag):
+    """The seed whose images a figure shows for (key, tag): the first that finished, else the first (whose panels then
+    say that it diverged); 0 when there is no run."""
+    seeds = sorted(s for k, t, s in runs if (k, t) == (key, tag))
+    return next((s for s in seeds if runs[key, tag, s]['status'] == 'done'), seeds[0] if seeds else 0)
 
 def mean_sd(values, digits=2, per_seed=False):
     """'m ± sd (n=k)' of a list of numbers, or with `per_seed` 'm ± sd (v1, v2, ...)' (each value, in the order given);
