@@ -316,10 +316,14 @@ def _train_toy_run(dataset, members, cfg, batch_size, run_dir, name, settings, l
         samples = np.full((len(members), n_plot, 2), np.nan, dtype=np.float32)
     np.savez_compressed(run_dir/f'{name}_samples.npz', samples=samples)
     manifest = dict(status=status, **extra, name=name, samples=f'{name}_samples.npz', settings=settings, final=final, evals=history['evals'],
-                    logs=history['logs'], train_seconds=round(trainer.train_seconds, 1), hardware=hardware(), git=revision,
+                    logs=history['logs'], **trainer.timing(), hardware=hardware(), git=revision,
                     finished=time.strftime('%Y-%m-%d %H:%M:%S'))
     write_json(run_dir/f'{name}.json', manifest)
     return manifest
+
+def _sum_known(values):
+    "The sum of `values` rounded to 0.1, or None if any is None (a run whose CPU time was not counted)."
+    return None if any(v is None for v in values) else round(sum(values), 1)
 
 def merge_toy_runs(parts):
     """One method's stacks trained apart (e.g. one per configuration), as one run: members, final metrics and the
@@ -342,7 +346,8 @@ def merge_toy_runs(parts):
                 name=parts[0]['settings']['method'], settings={**parts[0]['settings'], 'members': cat([p['settings'] for p in parts], 'members')},
                 final={k: cat([p['final'] for p in parts], k) for k in parts[0]['final']}, evals=evals,
                 samples=[p.get('samples', f"{p['settings']['method']}_samples.npz") for p in parts],
-                train_seconds=round(sum(p['train_seconds'] for p in parts), 1), parts=[p.get('name') for p in parts],
+                train_seconds=round(sum(p['train_seconds'] for p in parts), 1), cpu_seconds=_sum_known([p.get('cpu_seconds') for p in parts]),
+                parts=[p.get('name') for p in parts],
                 shared_from=[p['shared_from'] for p in parts if 'shared_from' in p],
                 diverged_at=[p.get('diverged_at') for p in parts for _ in p['settings']['members']])
 
@@ -693,7 +698,7 @@ def _train_image_run(method, key, run_dir, seed, loss_options, data_root, device
     except NonFiniteLossError as e:                       # a result, not a crash: the stability figure reports it
         write_json(stem.with_suffix('.json'), dict(status='diverged', diverged_at=e.iteration, error=str(e), **common, precision=trainer.precision, final={},
                                                    evals=trainer.history['evals'], logs=trainer.history['logs'],
-                                                   train_seconds=round(trainer.train_seconds, 1), finished=time.strftime('%Y-%m-%d %H:%M:%S')))
+                                                   **trainer.timing(), finished=time.strftime('%Y-%m-%d %H:%M:%S')))
         return read_json(stem.with_suffix('.json'))
     with trainer.ema_weights() as m, eval_mode(m):
         arrays = dict(samples=evaluator.samples(m, 64).numpy(), test=test[:8].numpy())
@@ -701,7 +706,7 @@ def _train_image_run(method, key, run_dir, seed, loss_options, data_root, device
     _save_npz(stem.with_suffix('.npz'), arrays)
     final = {k: v for k, v in history['evals'][-1].items() if k not in ('it', 'epoch', 'seconds')}
     manifest = dict(status='done', **common, precision=trainer.precision, final=final, evals=history['evals'], logs=history['logs'],
-                    train_seconds=round(trainer.train_seconds, 1), finished=time.strftime('%Y-%m-%d %H:%M:%S'))
+                    **trainer.timing(), finished=time.strftime('%Y-%m-%d %H:%M:%S'))
     write_json(stem.with_suffix('.json'), manifest)
     return manifest
 

@@ -8,7 +8,7 @@ __all__ = ['FAST_PATH', 'TrainConfig', 'ToyBatches', 'NonFiniteLossError', 'expl
            'cpu_bf16_units', 'fast_path_pays', 'precision_plan', 'Trainer']
 
 # %% ../nbs/05_train.ipynb #c002
-import contextlib, os, time
+import contextlib, math, os, time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -175,6 +175,7 @@ class Trainer:
         self.sched_e, self.sched_d = (torch.optim.lr_scheduler.MultiStepLR(o, list(self.cfg.milestones), self.cfg.lr_gamma)
                                       for o in (self.opt_e, self.opt_d))
         self.it, self.history, self.train_seconds = 0, dict(logs=[], evals=[]), 0.0
+        self.cpu_seconds = 0.0                          # this process's CPU time in training (all its threads); NaN: unknown
         self._pending, self._first_bad = {}, torch.tensor(-1, device=self.device)
 
     # -- one iteration ---------------------------------------------------------------------------------------------
@@ -291,7 +292,7 @@ class Trainer:
         return dict(model=self.model.state_dict(), opt_e=self.opt_e.state_dict(), opt_d=self.opt_d.state_dict(),
                     sched_e=self.sched_e.state_dict(), sched_d=self.sched_d.state_dict(), batches=self.batches.state_dict(),
                     rng=torch.get_rng_state(), cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-                    it=self.it, history=self.history, pending_logs=self._pending, train_seconds=self.train_seconds, config=asdict(self.cfg),
+                    it=self.it, history=self.history, pending_logs=self._pending, train_seconds=self.train_seconds, cpu_seconds=self.cpu_seconds, config=asdict(self.cfg),
                     ema=self.ema, precision=self.precision,
                     loss=self.loss.name, signature=_model_signature(self.model))
 
@@ -326,6 +327,7 @@ class Trainer:
         torch.set_rng_state(st['rng'].cpu())
         if st['cuda_rng'] and torch.cuda.is_available(): torch.cuda.set_rng_state_all([s.cpu() for s in st['cuda_rng']])
         self.it, self.history, self.train_seconds, self._ckpt_it = st['it'], st['history'], st['train_seconds'], st['it']
+        self.cpu_seconds = st.get('cpu_seconds', math.nan)     # checkpoints written before it was counted: unknown
         self._pending = st['pending_logs']                     # logs of the iterations since the last flush
         if self.ema is not None and st.get('ema') is not None: self.ema = [e.to(self.device) for e in st['ema']]
 
@@ -337,7 +339,7 @@ class Trainer:
         else: torch.manual_seed(cfg.seed)
         z_dim, nb = self.model.z_dim, self.batches.batch_ndim
         bar = tqdm(total=cfg.iterations, initial=self.it, desc=self.loss.name, disable=not cfg.progress or rank() > 0, mininterval=2)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         try:
             while self.it < cfg.iterations:
                 it = self.it
@@ -353,18 +355,29 @@ class Trainer:
                     row = self._flush(self.it)
                     bar.set_postfix({k: f'{sum(v)/len(v):.3g}' for k, v in row.items() if k in ('rec', 'kl_real', 'kl_fake', 'as_distance')})
                 if cfg.eval_every and self.evaluate and (self.it % cfg.eval_every == 0 or self.it == cfg.iterations):
-                    t_eval = time.perf_counter()                           # 'seconds': training time so far, evaluation excluded
+                    t_eval, c_eval = time.perf_counter(), time.process_time()   # 'seconds': training time so far, evaluation excluded
                     row = {'it': self.it, 'seconds': round(self.train_seconds + t_eval - t0, 3)}
                     with self.ema_weights() as m: self.history['evals'].append({**row, **self.evaluate(m)})
-                    t0 += time.perf_counter() - t_eval                     # evaluation is not training time
+                    t0 += time.perf_counter() - t_eval; c0 += time.process_time() - c_eval   # evaluation is not training time
                 if cfg.sample_every and x.ndim == 4 and (self.it % cfg.sample_every == 0 or self.it == cfg.iterations):
                     self.save_samples(x, noise)
                 if self.checkpoint and (self.it % cfg.checkpoint_every == 0 or self.it == cfg.iterations):
-                    self.train_seconds += time.perf_counter() - t0; t0 = time.perf_counter()
+                    t0, c0 = self._count_time(t0, c0)
                     if rank() == 0: self.save()
                     if self.distributed: dist.barrier()                    # nobody races ahead of the checkpoint
                 bar.update(1)
         finally:
             bar.close()
-            self.train_seconds += time.perf_counter() - t0                   # also when a run stops early (NaN, interrupt)
+            self._count_time(t0, c0)                                        # also when a run stops early (NaN, interrupt)
         return self.history
+
+    def _count_time(self, t0, c0):
+        "Add the wall-clock and CPU seconds since (t0, c0) to the training time; return the clocks' readings now."
+        t, c = time.perf_counter(), time.process_time()
+        self.train_seconds += t - t0; self.cpu_seconds += c - c0
+        return t, c
+
+    def timing(self):
+        "The training time for a manifest: wall-clock seconds, and this process's CPU seconds (None where unknown)."
+        return dict(train_seconds=round(self.train_seconds, 1),
+                    cpu_seconds=round(self.cpu_seconds, 1) if math.isfinite(self.cpu_seconds) else None)
