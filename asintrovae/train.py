@@ -355,10 +355,10 @@ class Trainer:
                     row = self._flush(self.it)
                     bar.set_postfix({k: f'{sum(v)/len(v):.3g}' for k, v in row.items() if k in ('rec', 'kl_real', 'kl_fake', 'as_distance')})
                 if cfg.eval_every and self.evaluate and (self.it % cfg.eval_every == 0 or self.it == cfg.iterations):
-                    t_eval, c_eval = time.perf_counter(), time.process_time()   # 'seconds': training time so far, evaluation excluded
-                    row = {'it': self.it, 'seconds': round(self.train_seconds + t_eval - t0, 3)}
+                    self._count_time(t0, c0)                               # 'seconds': training time so far, evaluation excluded
+                    row = {'it': self.it, 'seconds': round(self.train_seconds, 3)}
                     with self.ema_weights() as m: self.history['evals'].append({**row, **self.evaluate(m)})
-                    t0 += time.perf_counter() - t_eval; c0 += time.process_time() - c_eval   # evaluation is not training time
+                    t0, c0 = time.perf_counter(), time.process_time()      # the clocks restart after it: evaluation is not training time
                 if cfg.sample_every and x.ndim == 4 and (self.it % cfg.sample_every == 0 or self.it == cfg.iterations):
                     self.save_samples(x, noise)
                 if self.checkpoint and (self.it % cfg.checkpoint_every == 0 or self.it == cfg.iterations):
