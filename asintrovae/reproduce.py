@@ -13,11 +13,12 @@ __all__ = ['PROFILES', 'EXPERIMENTS', 'TOY_CONFIGS', 'RECOMMENDED_BY_SET', 'RECO
            'run_toy_method', 'merge_toy_runs', 'seed_list', 'member_status', 'seed_values', 'seed_diverged',
            'toy_samples', 'shared_toy_run', 'train_toy_method', 'count_finished', 'ImageSet', 'set_name',
            'load_image_set', 'image_model', 'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator',
-           'run_identity', 'run_protocol', 'run_image_method', 'image_run_dir', 'run_image_methods', 'runs_of',
-           'final_scores', 'diverged', 'shown_seed', 'mean_sd', 'tile', 'write_experiment_manifest', 'write_table',
-           'profile_choice', 'precision_text', 'protocol_lines', 'protocol_text', 'without_flagged_cells',
-           'experiment_figures', 'kernel_manager_logging_to', 'echoing', 'run_experiment', 'Interrupted',
-           'check_data_root', 'reproduce', 'status_text', 'summary_table', 'exit_code', 'interrupted_line', 'main']
+           'image_run_file', 'run_identity', 'run_protocol', 'run_image_method', 'image_run_dir', 'run_image_methods',
+           'runs_of', 'final_scores', 'diverged', 'shown_seed', 'mean_sd', 'tile', 'write_experiment_manifest',
+           'write_table', 'profile_choice', 'precision_text', 'protocol_lines', 'protocol_text',
+           'without_flagged_cells', 'experiment_figures', 'kernel_manager_logging_to', 'echoing', 'run_experiment',
+           'Interrupted', 'check_data_root', 'reproduce', 'status_text', 'summary_table', 'exit_code',
+           'interrupted_line', 'main']
 
 # %% ../nbs/07_reproduce.ipynb #c002
 import argparse, contextlib, json, os, platform, signal, subprocess, sys, textwrap, threading, time, warnings
@@ -625,6 +626,11 @@ def _save_npz(path, arrays):
     "np.savez_compressed, atomically."
     tmp = path.with_name(path.name + '.tmp.npz'); np.savez_compressed(tmp, **arrays); os.replace(tmp, path)
 
+def image_run_file(run_dir, key, tag, seed, suffix='.npz'):
+    """The file of run (key, tag, seed) under `run_dir` (`image_run_dir`): `<run_dir>/<key>/<tag>_seed<seed><suffix>`;
+    suffix '.json' its manifest, '.npz' its samples, '_progress.npz' its fixed-noise samples, '' the stem."""
+    return Path(run_dir)/key/f'{tag}_seed{seed}{suffix}'
+
 PROTOCOL_KEYS = ('n_train', 'n_test', 'batch_size', 'width_scale', 'epochs', 'lr', 'seeds', 'n_eval', 'classifier_epochs', 'ema_decay',
                  'amp', 'channels_last', 'float32_head')
 
@@ -648,8 +654,7 @@ def run_image_method(method, key, profile, run_dir, seed=0, tag=None, loss_optio
     if set(protocol or {}) - set(PROTOCOL_KEYS):
         raise ValueError(f'protocol keys {sorted(set(protocol) - set(PROTOCOL_KEYS))}: choose from {", ".join(PROTOCOL_KEYS)}')
     P, spec, tag = run_protocol(profile, key, protocol), IMAGE_SETS[key], tag or method
-    out = Path(run_dir)/key; out.mkdir(parents=True, exist_ok=True)
-    stem = out/f'{tag}_seed{seed}'
+    stem = image_run_file(run_dir, key, tag, seed, ''); stem.parent.mkdir(parents=True, exist_ok=True)
     revision = launch_revision()
     core = getattr(make_loss(method, Betas(*spec.betas), 1, **(loss_options or {})), 'options', {})   # defaults included
     settings = json.loads(json.dumps(dict(method=method, key=key, profile=profile, seed=seed, protocol=P, set=asdict(spec),
