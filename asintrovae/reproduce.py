@@ -15,13 +15,14 @@ __all__ = ['PROFILES', 'EXPERIMENTS', 'TOY_CONFIGS', 'RECOMMENDED_BY_SET', 'RECO
            'load_image_set', 'image_model', 'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator',
            'image_run_file', 'run_identity', 'run_protocol', 'run_image_method', 'image_run_dir', 'run_image_methods',
            'runs_of', 'final_scores', 'diverged', 'shown_seed', 'mean_sd', 'tile', 'write_experiment_manifest',
-           'write_table', 'profile_choice', 'precision_text', 'protocol_lines', 'protocol_text',
+           'write_table', 'profile_choice', 'precision_text', 'tally', 'protocol_lines', 'protocol_text',
            'without_flagged_cells', 'experiment_figures', 'kernel_manager_logging_to', 'echoing', 'run_experiment',
            'Interrupted', 'check_data_root', 'reproduce', 'status_text', 'summary_table', 'exit_code',
            'interrupted_line', 'main']
 
 # %% ../nbs/07_reproduce.ipynb #c002
 import argparse, contextlib, json, os, platform, signal, subprocess, sys, textwrap, threading, time, warnings
+from collections import Counter
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -77,8 +78,9 @@ def launch_revision():
     return _LAUNCH_REVISION[0]
 
 def hardware():
-    "A short description of this machine: CPU count and GPU name if any."
-    desc = f'{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}'
+    """A short description of this machine: CPU, its widest vector instructions as torch uses them (AVX512, AVX2, ...:
+    image training on the same 2 cores costs about twice the CPU time with AVX2 only), core count, GPU name if any."""
+    desc = f'{platform.machine()} CPU ({torch.backends.cpu.get_cpu_capability()}), {os.cpu_count()} cores, torch {torch.__version__}'
     if torch.cuda.is_available(): desc += f', GPU {torch.cuda.get_device_name(0)}'
     return desc
 
@@ -804,6 +806,12 @@ def precision_text(m):
     head = m['settings']['protocol'].get('float32_head')
     return why + ('' if not m.get('precision', {}).get('amp') else ', output layers float32' if head else ', output layers bf16 too')
 
+def tally(texts):
+    "Distinct texts with their counts, in order of first appearance: ['a', 'a', 'b'] -> 'a (2 runs); b (1 run)'; one text alone as is."
+    counts = Counter(texts)
+    if len(counts) == 1: return next(iter(counts))
+    return '; '.join(f"{t} ({n} run{'s' if n > 1 else ''})" for t, n in counts.items())
+
 def protocol_lines(runs, key):
     "What produced the numbers of data set `key`: images, split, epochs, batch, width, lr, evaluation, time and hardware."
     ms = runs_of(runs, key)
@@ -816,8 +824,8 @@ def protocol_lines(runs, key):
             f"z = {m['settings']['set']['z_dim']}, Adam lr {P['lr']:g} (WGAN-GP {WGAN_LR:g}), betas {tuple(m['settings']['set']['betas'])}; "
             f"metrics on {P['n_eval']:,} samples from fixed noise vs {P['n_eval']:,} training images and on the test images; "
             f"classifier FD: rotation-prediction CNN (accuracy {m['classifier']['accuracy']:.2f}, {m['classifier']['epochs']} epochs); "
-            f"precision: {precision_text(m)}; "
-            f"{len(ms)} runs, {seconds/60:.1f} min of training on {m['hardware']}."]
+            f"precision: {tally(precision_text(r) for r in ms)}; "
+            f"{len(ms)} runs, {seconds/60:.1f} min of training on {tally(r['hardware'] for r in ms)}."]
 
 def protocol_text(runs, keys):
     "The 'Protocol:' paragraph under a table: protocol_lines of each data set in `keys`, and why the minutes overlap."
@@ -916,8 +924,9 @@ PROFILE_HELP = {
     'smoke': 'checks that every notebook runs end to end on tiny settings: a few minutes on a 2-core CPU, numbers not '
              'meaningful; figures and tables go to runs/smoke/figures (ignored by git)',
     'laptop': 'meaningful numbers on a 2-core CPU: about 18 hours on 2 cores for Table 1 from scratch at its converged '
-              'protocol (30,000 x 128, float32, one run per seed: 36 core-hours, two processes), about 43 more for the '
-              'robustness map, about 30 core-hours for the image notebooks (the MNIST study: 21 runs of 12 epochs on 60,000 '
+              'protocol (30,000 x 128, float32, one run per seed: 36 core-hours, two processes), about 42 more (83 core-hours) '
+              'for the robustness map, about 30 core-hours for the image notebooks on a CPU with AVX-512, about twice '
+              'with AVX2 only (the MNIST study: 21 runs of 12 epochs on 60,000 '
               'images, in one process unless tools/mnist_convergence.py --study trains them in parts first); finished runs are kept and read back (minutes), so a '
               'laptop profile completes in parts; writes figures/',
     'paper': "the authors' protocol (toys 30,000 iterations of batch 512; images at full width for the epochs of their "
