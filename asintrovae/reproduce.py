@@ -79,7 +79,7 @@ def launch_revision():
 
 def hardware():
     """A short description of this machine: CPU, its widest vector instructions as torch uses them (AVX512, AVX2, ...:
-    image training on the same 2 cores costs about twice the CPU time with AVX2 only), core count, GPU name if any."""
+    image training on the same 2 cores cost up to twice the CPU time with AVX2 only), core count, GPU name if any."""
     desc = f'{platform.machine()} CPU ({torch.backends.cpu.get_cpu_capability()}), {os.cpu_count()} cores, torch {torch.__version__}'
     if torch.cuda.is_available(): desc += f', GPU {torch.cuda.get_device_name(0)}'
     return desc
@@ -925,7 +925,7 @@ PROFILE_HELP = {
              'meaningful; figures and tables go to runs/smoke/figures (ignored by git)',
     'laptop': 'meaningful numbers on a 2-core CPU: about 18 hours on 2 cores for Table 1 from scratch at its converged '
               'protocol (30,000 x 128, float32, one run per seed: 36 core-hours, two processes), about 42 more (83 core-hours) '
-              'for the robustness map, about 30 core-hours for the image notebooks on a CPU with AVX-512, about twice '
+              'for the robustness map, about 30 core-hours for the image notebooks on a CPU with AVX-512, up to twice '
               'with AVX2 only (the MNIST study: 21 runs of 12 epochs on 60,000 '
               'images, in one process unless tools/mnist_convergence.py --study trains them in parts first); finished runs are kept and read back (minutes), so a '
               'laptop profile completes in parts; writes figures/',

@@ -137,9 +137,10 @@ def fast_path_pays(device, images=True, caps=None):
     if device.type != 'cpu': return dict.fromkeys(FAST_PATH, (False, f'nothing measured on {device.type}'))
     if not images: return dict.fromkeys(FAST_PATH, (False, 'toy batches on a CPU: the toy MLPs set their own precision, toy_vae(precision=...)'))
     caps = cpu_capabilities() if caps is None else caps
-    units, avx512 = cpu_bf16_units(caps), bool(caps.get('avx512_f')) and torch.backends.mkldnn.is_available()
+    units, vec = cpu_bf16_units(caps), 'AVX-512' if caps.get('avx512_f') else 'AVX2' if caps.get('avx2') else None
+    onednn = bool(vec) and torch.backends.mkldnn.is_available()                # channels-last measured with AVX-512 and AVX2
     return dict(amp=(bool(units), f'the CPU has {" and ".join(units)}' if units else 'the CPU has no bf16 units: bf16 would be emulated, slower than float32'),
-                channels_last=(avx512, 'oneDNN convolutions with AVX-512' if avx512 else 'no AVX-512: not measured on such CPUs'))
+                channels_last=(onednn, f'oneDNN convolutions with {vec}' if onednn else 'no AVX2: not measured on such CPUs'))
 
 def precision_plan(device, amp=True, channels_last=True, images=True, caps=None):
     """The trainer's bf16 autocast and memory layout on `device`, and why -> dict(amp=bool, channels_last=bool, why=str).
