@@ -140,7 +140,8 @@ def fast_path_pays(device, images=True, caps=None):
     units, vec = cpu_bf16_units(caps), 'AVX-512' if caps.get('avx512_f') else 'AVX2' if caps.get('avx2') else None
     onednn = bool(vec) and torch.backends.mkldnn.is_available()                # channels-last measured with AVX-512 and AVX2
     return dict(amp=(bool(units), f'the CPU has {" and ".join(units)}' if units else 'the CPU has no bf16 units: bf16 would be emulated, slower than float32'),
-                channels_last=(onednn, f'oneDNN convolutions with {vec}' if onednn else 'no AVX2: not measured on such CPUs'))
+                channels_last=(onednn, f'oneDNN convolutions with {vec}' if onednn else
+                               f'{vec} but torch has no oneDNN' if vec else 'no AVX2: not measured on such CPUs'))
 
 def precision_plan(device, amp=True, channels_last=True, images=True, caps=None):
     """The trainer's bf16 autocast and memory layout on `device`, and why -> dict(amp=bool, channels_last=bool, why=str).
