@@ -172,7 +172,7 @@ def study_summary(figures):
     methods' means over finished seeds; their curves against epochs -> <figures>/mnist_convergence_study/study.{md,png}."""
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    from asintrovae.reproduce import mean_sd
+    from asintrovae.reproduce import mean_sd, tally
     runs, out = study_manifests(figures), Path(figures)/'mnist_convergence_study'
     lines = ['| method | seed | status | epochs | test PSNR (dB) | SSIM | classifier FD | PSNR, last 4 epochs against the 4 before | '
              'classifier FD, same | flattened | training s |', '|---|---|---|---|---|---|---|---|---|---|---|']
@@ -198,7 +198,7 @@ def study_summary(figures):
               'a run still training is read from its checkpoint. Scores of the last evaluation (1,000 test images for PSNR and '
               'SSIM, 1,000 samples from fixed noise for the classifier FD); flattened: the last 4 epochs\' mean PSNR less than '
               f'{FLAT_PSNR} dB above the 4 before and their mean classifier FD less than {FLAT_CFD:.0%} below. The paper\'s PSNR: one '
-              'run at full width, 100 epochs, lr 2e-4. Hardware: ' + ' | '.join(sorted({m['hardware'] for m in runs.values() if 'hardware' in m}))
+              'run at full width, 100 epochs, lr 2e-4. Hardware: ' + tally([m['hardware'] for m in runs.values() if 'hardware' in m])
               + '; 1-thread processes, two to four at a time (the last epochs of Soft-IntroVAE seed 2 and of the marginal kernel\'s '
               'seed 1 with 2 threads, resumed from their checkpoints; `training s` is wall-clock under that sharing).']
     (out/'study.md').write_text('\n'.join(lines) + '\n')
