@@ -162,3 +162,20 @@ def test_an_image_run_another_process_trains_is_waited_for_and_read_back(tmp_pat
         assert not job.is_alive() and result['run']['final'] == whole['final'] and not list(here.glob('*.pt'))
     finally:
         other.kill(); other.wait()
+
+
+def test_relative_out_is_under_the_callers_folder(tmp_path, monkeypatch):
+    "A relative --out (the README's second process: --out runs/second) is the caller's, though papermill runs the notebook in its own folder."
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+    import asintrovae.reproduce as R
+    nb = new_notebook(cells=[new_code_cell('fig_dir = None', metadata={'tags': ['parameters']}), new_code_cell('x = 1')],
+                      metadata={'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}})
+    (tmp_path/'nbs').mkdir()
+    nbformat.write(nb, tmp_path/'nbs'/'fine.ipynb')
+    monkeypatch.setattr(R, 'project_root', lambda: tmp_path)
+    work = tmp_path/'work'; work.mkdir(); monkeypatch.chdir(work)
+    m = R.run_experiment(R.Experiment('fine', 'fine.ipynb'), 'smoke', out='runs/second', fig_dir=tmp_path/'f')
+    assert m['status'] == 'ok', m.get('error')
+    done = work/'runs'/'second'/'smoke'
+    assert (done/'fine.ipynb').exists() and R.read_json(done/'fine.manifest.json')['status'] == 'ok'
