@@ -900,7 +900,7 @@ def run_experiment(exp, profile='laptop', out='runs', fig_dir=None, device=None,
                     parameters=params, git=git_revision(), hardware=hardware(), started=time.strftime('%Y-%m-%d %H:%M:%S'))
     t0 = time.time()
     source = nb                                         # below the paper profile, flagged cells are left out as in tests
-    if profile != 'paper': source = without_flagged_cells(nb, nb.parent/f'.{nb.stem}.{profile}.tmp.ipynb')
+    if profile != 'paper': source = without_flagged_cells(nb, run_dir/f'.{nb.stem}.{os.getpid()}.source.ipynb')   # not in nbs/: tests and nbdev see only ours
     try:
         log = run_dir/f'{exp.name}.kernel.log'; log.write_text('')
         with echoing(log):                              # the kernel's own stderr goes to its log; damaged records also to us

@@ -14,7 +14,7 @@ PROFILED = [name for name, e in EXPERIMENTS.items() if e.takes_profile]
 
 
 def test_every_experiment_notebook_is_registered():
-    on_disk = {p.relative_to(ROOT/'nbs').as_posix() for p in (ROOT/'nbs'/'experiments').glob('*.ipynb')}
+    on_disk = {p.relative_to(ROOT/'nbs').as_posix() for p in (ROOT/'nbs'/'experiments').glob('*.ipynb') if not p.name.startswith('.')}
     registered = {e.notebook for e in EXPERIMENTS.values()}
     assert on_disk <= registered, f'experiment notebooks the driver does not know: {on_disk - registered}'
 
@@ -179,3 +179,5 @@ def test_relative_out_is_under_the_callers_folder(tmp_path, monkeypatch):
     assert m['status'] == 'ok', m.get('error')
     done = work/'runs'/'second'/'smoke'
     assert (done/'fine.ipynb').exists() and R.read_json(done/'fine.manifest.json')['status'] == 'ok'
+    assert [p.name for p in (tmp_path/'nbs').iterdir()] == ['fine.ipynb'], 'the driver left files beside the notebooks'
+    assert not list(done.glob('.*.ipynb')), 'the copy without flagged cells was not removed'
