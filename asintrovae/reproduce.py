@@ -888,9 +888,9 @@ def run_experiment(exp, profile='laptop', out='runs', fig_dir=None, device=None,
     if profile not in PROFILES: raise ValueError(f'profile={profile!r}: choose one of {", ".join(PROFILES)}.')
     nb = project_root()/'nbs'/exp.notebook
     if not nb.exists(): raise FileNotFoundError(f'{nb} not found: run the driver from a checkout of asintrovae.')
-    run_dir = Path(out).resolve()/profile; run_dir.mkdir(parents=True, exist_ok=True)   # papermill chdirs into the notebook's folder
-    fig = experiment_figures(profile, out, fig_dir).resolve()
     # papermill runs the notebook in its own folder: relative paths given here must not change meaning there
+    run_dir = Path(out).resolve()/profile; run_dir.mkdir(parents=True, exist_ok=True)
+    fig = experiment_figures(profile, out, fig_dir).resolve()
     params = exp.parameters(profile, fig, device, Path(data_root).resolve() if data_root else None)
     manifest_path = run_dir/f'{exp.name}.manifest.json'
     old = read_json(manifest_path)

@@ -29,17 +29,22 @@ def test_experiment_runs_at_smoke_profile(name, tmp_path):
     assert again.get('skipped'), 'a finished run must not be redone'
 
 
-def test_failing_experiment_is_reported_with_its_cell(tmp_path, monkeypatch):
-    "A notebook that fails is reported with the failing cell, and the driver does not raise."
+def project_with_notebook(root, monkeypatch, name, *sources):
+    "A project at `root` for the driver, with one notebook nbs/<name>: a parameters cell (fig_dir) and a code cell per source."
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
     import asintrovae.reproduce as R
-    nb = new_notebook(cells=[new_code_cell('fig_dir = None', metadata={'tags': ['parameters']}),
-                             new_code_cell('x = 1'), new_code_cell('raise ValueError("broken on purpose")')],
+    nb = new_notebook(cells=[new_code_cell('fig_dir = None', metadata={'tags': ['parameters']}), *map(new_code_cell, sources)],
                       metadata={'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}})
-    (tmp_path/'nbs').mkdir()
-    nbformat.write(nb, tmp_path/'nbs'/'broken.ipynb')
-    monkeypatch.setattr(R, 'project_root', lambda: tmp_path)
+    (root/'nbs').mkdir()
+    nbformat.write(nb, root/'nbs'/name)
+    monkeypatch.setattr(R, 'project_root', lambda: root)
+
+
+def test_failing_experiment_is_reported_with_its_cell(tmp_path, monkeypatch):
+    "A notebook that fails is reported with the failing cell, and the driver does not raise."
+    import asintrovae.reproduce as R
+    project_with_notebook(tmp_path, monkeypatch, 'broken.ipynb', 'x = 1', 'raise ValueError("broken on purpose")')
     m = R.run_experiment(R.Experiment('broken', 'broken.ipynb'), 'smoke', out=tmp_path/'runs', fig_dir=tmp_path/'f')
     assert m['status'] == 'failed' and 'ValueError' in m['error'] and 'broken on purpose' in m['error']
 
@@ -166,14 +171,8 @@ def test_an_image_run_another_process_trains_is_waited_for_and_read_back(tmp_pat
 
 def test_relative_out_is_under_the_callers_folder(tmp_path, monkeypatch):
     "A relative --out (the README's second process: --out runs/second) is the caller's, though papermill runs the notebook in its own folder."
-    import nbformat
-    from nbformat.v4 import new_code_cell, new_notebook
     import asintrovae.reproduce as R
-    nb = new_notebook(cells=[new_code_cell('fig_dir = None', metadata={'tags': ['parameters']}), new_code_cell('x = 1')],
-                      metadata={'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}})
-    (tmp_path/'nbs').mkdir()
-    nbformat.write(nb, tmp_path/'nbs'/'fine.ipynb')
-    monkeypatch.setattr(R, 'project_root', lambda: tmp_path)
+    project_with_notebook(tmp_path, monkeypatch, 'fine.ipynb', 'x = 1')
     work = tmp_path/'work'; work.mkdir(); monkeypatch.chdir(work)
     m = R.run_experiment(R.Experiment('fine', 'fine.ipynb'), 'smoke', out='runs/second', fig_dir=tmp_path/'f')
     assert m['status'] == 'ok', m.get('error')
