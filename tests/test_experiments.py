@@ -180,3 +180,20 @@ def test_relative_out_is_under_the_callers_folder(tmp_path, monkeypatch):
     assert (done/'fine.ipynb').exists() and R.read_json(done/'fine.manifest.json')['status'] == 'ok'
     assert [p.name for p in (tmp_path/'nbs').iterdir()] == ['fine.ipynb'], 'the driver left files beside the notebooks'
     assert not list(done.glob('.*.ipynb')), 'the copy without flagged cells was not removed'
+
+
+def test_training_news_reaches_the_terminal(tmp_path, monkeypatch, capfd):
+    "A run trained inside a notebook says in the driver's terminal (stderr) when it starts and how it ended, with the run's name."
+    import asintrovae.reproduce as R
+    train = ("from asintrovae.reproduce import run_toy_method\nfrom asintrovae.train import TrainConfig\n"
+             "cfg = TrainConfig(iterations=20, warmup=5, log_every=10, eval_every=10, checkpoint_every=10, progress=False)\n"
+             f"m = run_toy_method('vae', '8gaussians', ['C1'], 1, cfg, 16, {str(tmp_path/'toy')!r}, hidden=16)")
+    project_with_notebook(tmp_path, monkeypatch, 'trains.ipynb', train)
+    capfd.readouterr()
+    m = R.run_experiment(R.Experiment('trains', 'trains.ipynb'), 'smoke', out=tmp_path/'runs', fig_dir=tmp_path/'f')
+    assert m['status'] == 'ok', m.get('error')
+    news = [l for l in capfd.readouterr().err.splitlines() if l.startswith(R.PROGRESS_MARK)]
+    assert len(news) == 2, news
+    assert news[0].endswith('toy/vae: training 1 member of vae on 8gaussians, from scratch, 20 iterations'), news
+    done = R.read_json(tmp_path/'toy'/'vae.json')
+    assert news[1].endswith(f"toy/vae: done in {done['train_seconds']:,.0f} s: toy KL {done['final']['kl'][0]:.3g}, modes {done['final']['modes'][0]:.0f}"), news
