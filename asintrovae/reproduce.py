@@ -895,6 +895,7 @@ def kernel_manager_logging_to(path):
 @contextlib.contextmanager
 def echoing(path, markers=(DamagedRecordWarning.__name__, PROGRESS_MARK), every=0.5):
     "While the block runs, print to our stderr each new line of the file `path` that contains one of `markers`."
+    from tqdm import tqdm
     stop = threading.Event()
     def follow():
         pos = 0
@@ -904,7 +905,7 @@ def echoing(path, markers=(DamagedRecordWarning.__name__, PROGRESS_MARK), every=
                 with open(path) as f: f.seek(pos); text = f.read(); pos = f.tell()
             except FileNotFoundError: text = ''
             for line in text.splitlines():
-                if any(m in line for m in markers): print(line, file=sys.stderr, flush=True)
+                if any(m in line for m in markers): tqdm.write(line, file=sys.stderr)   # above papermill's cell bar, not glued to it
             if last: return
     t = threading.Thread(target=follow, daemon=True); t.start()
     try: yield
