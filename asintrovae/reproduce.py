@@ -10,15 +10,15 @@ __all__ = ['PROFILES', 'EXPERIMENTS', 'PROGRESS_MARK', 'TOY_CONFIGS', 'RECOMMEND
            'git_revision', 'launch_revision', 'hardware', 'write_json', 'DamagedRecordWarning', 'report', 'announce',
            'read_json', 'toy_method', 'betas_config', 'config_betas', 'seed_labels', 'toy_members', 'RunClaimed',
            'claim_run', 'holding', 'claim_or_wait', 'saved_settings_with_defaults', 'toy_loss', 'toy_run_key',
-           'toy_trainer', 'run_toy_method', 'toy_outcome', 'merge_toy_runs', 'seed_list', 'member_status',
-           'seed_values', 'seed_diverged', 'toy_samples', 'shared_toy_run', 'train_toy_method', 'count_finished',
-           'ImageSet', 'set_name', 'load_image_set', 'image_model', 'image_protocol', 'dataset_classifier', 'eval_mode',
-           'ImageEvaluator', 'image_run_file', 'run_identity', 'run_protocol', 'run_image_method', 'image_run_dir',
-           'run_image_methods', 'runs_of', 'final_scores', 'diverged', 'shown_seed', 'mean_sd', 'tile',
-           'write_experiment_manifest', 'write_table', 'profile_choice', 'precision_text', 'tally', 'protocol_lines',
-           'protocol_text', 'without_flagged_cells', 'experiment_figures', 'kernel_manager_logging_to', 'echoing',
-           'run_experiment', 'Interrupted', 'check_data_root', 'reproduce', 'status_text', 'summary_table', 'exit_code',
-           'interrupted_line', 'main']
+           'toy_trainer', 'run_toy_method', 'toy_outcome', 'tally', 'run_hardware', 'trained_on', 'merge_toy_runs',
+           'seed_list', 'member_status', 'seed_values', 'seed_diverged', 'toy_samples', 'shared_toy_run',
+           'train_toy_method', 'count_finished', 'ImageSet', 'set_name', 'load_image_set', 'image_model',
+           'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator', 'image_run_file', 'run_identity',
+           'run_protocol', 'run_image_method', 'image_run_dir', 'run_image_methods', 'runs_of', 'final_scores',
+           'diverged', 'shown_seed', 'mean_sd', 'tile', 'write_experiment_manifest', 'write_table', 'profile_choice',
+           'precision_text', 'protocol_lines', 'protocol_text', 'without_flagged_cells', 'experiment_figures',
+           'kernel_manager_logging_to', 'echoing', 'run_experiment', 'Interrupted', 'check_data_root', 'reproduce',
+           'status_text', 'summary_table', 'exit_code', 'interrupted_line', 'main']
 
 # %% ../nbs/07_reproduce.ipynb #c002
 import argparse, contextlib, json, os, platform, signal, subprocess, sys, textwrap, threading, time, warnings
@@ -348,6 +348,25 @@ def toy_outcome(manifest, most=6):
     modes = f", modes {' '.join(f'{v:.0f}' for v in f['modes'][:most])}{more}" if f.get('modes') and None not in f['modes'] else ''
     return f"done in {s}: toy KL {', '.join(f'{v:.3g}' for v in f['kl'][:most])}{more}{modes}"
 
+def tally(texts):
+    "Distinct texts with their counts, in order of first appearance: ['a', 'a', 'b'] -> 'a (2 runs); b (1 run)'; one text alone as is."
+    counts = Counter(texts)
+    if len(counts) == 1: return next(iter(counts))
+    return '; '.join(f"{t} ({n} run{'s' if n > 1 else ''})" for t, n in counts.items())
+
+def run_hardware(run):
+    "The machine that trained each part of `run` (one run, or one merged by `merge_toy_runs`) -> list of descriptions."
+    h = run.get('hardware', 'not recorded')
+    return list(h) if isinstance(h, list) else [h]
+
+def trained_on(runs):
+    """What trained `runs` (manifests, merged or not; None: none yet), for a table's protocol line: how many training
+    runs on which machines (`tally`), and their training time in core-hours (CPU time where a run recorded it, else
+    wall-clock). The machine that draws a table may not be the one that trained its runs."""
+    machines = [h for r in runs if r for h in run_hardware(r)]
+    hours = sum(r['cpu_seconds'] if r.get('cpu_seconds') is not None else r['train_seconds'] for r in runs if r)/3600
+    return f"{len(machines)} run{'s' if len(machines) != 1 else ''} on {tally(machines)}, {hours:.1f} core-hours of training"
+
 def _sum_known(values):
     "The sum of `values` rounded to 0.1, or None if any is None (a run whose CPU time was not counted)."
     return None if any(v is None for v in values) else round(sum(values), 1)
@@ -374,7 +393,7 @@ def merge_toy_runs(parts):
                 final={k: cat([p['final'] for p in parts], k) for k in parts[0]['final']}, evals=evals,
                 samples=[p.get('samples', f"{p['settings']['method']}_samples.npz") for p in parts],
                 train_seconds=round(sum(p['train_seconds'] for p in parts), 1), cpu_seconds=_sum_known([p.get('cpu_seconds') for p in parts]),
-                parts=[p.get('name') for p in parts],
+                parts=[p.get('name') for p in parts], hardware=[h for p in parts for h in run_hardware(p)],
                 shared_from=[p['shared_from'] for p in parts if 'shared_from' in p],
                 diverged_at=[p.get('diverged_at') for p in parts for _ in p['settings']['members']])
 
@@ -834,12 +853,6 @@ def precision_text(m):
     why = m.get('precision', {}).get('why', 'float32 (recorded before the trainer chose a precision)')
     head = m['settings']['protocol'].get('float32_head')
     return why + ('' if not m.get('precision', {}).get('amp') else ', output layers float32' if head else ', output layers bf16 too')
-
-def tally(texts):
-    "Distinct texts with their counts, in order of first appearance: ['a', 'a', 'b'] -> 'a (2 runs); b (1 run)'; one text alone as is."
-    counts = Counter(texts)
-    if len(counts) == 1: return next(iter(counts))
-    return '; '.join(f"{t} ({n} run{'s' if n > 1 else ''})" for t, n in counts.items())
 
 def protocol_lines(runs, key):
     "What produced the numbers of data set `key`: images, split, epochs, batch, width, lr, evaluation, time and hardware."
