@@ -364,6 +364,7 @@ def trained_on(runs):
     runs on which machines (`tally`), and their training time in core-hours (CPU time where a run recorded it, else
     wall-clock). The machine that draws a table may not be the one that trained its runs."""
     machines = [h for r in runs if r for h in run_hardware(r)]
+    if not machines: return 'no run finished yet'
     hours = sum(r['cpu_seconds'] if r.get('cpu_seconds') is not None else r['train_seconds'] for r in runs if r)/3600
     return f"{len(machines)} run{'s' if len(machines) != 1 else ''} on {tally(machines)}, {hours:.1f} core-hours of training"
 
