@@ -13,12 +13,12 @@ __all__ = ['PROFILES', 'EXPERIMENTS', 'PROGRESS_MARK', 'TOY_CONFIGS', 'RECOMMEND
            'toy_trainer', 'run_toy_method', 'toy_outcome', 'tally', 'run_hardware', 'trained_on', 'merge_toy_runs',
            'seed_list', 'member_status', 'seed_values', 'seed_diverged', 'toy_samples', 'shared_toy_run',
            'train_toy_method', 'count_finished', 'ImageSet', 'set_name', 'load_image_set', 'image_model',
-           'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator', 'image_run_file', 'run_identity',
-           'run_protocol', 'run_image_method', 'image_run_dir', 'run_image_methods', 'runs_of', 'final_scores',
-           'diverged', 'shown_seed', 'mean_sd', 'tile', 'write_experiment_manifest', 'write_table', 'profile_choice',
-           'precision_text', 'protocol_lines', 'protocol_text', 'without_flagged_cells', 'experiment_figures',
-           'kernel_manager_logging_to', 'echoing', 'run_experiment', 'Interrupted', 'check_data_root', 'reproduce',
-           'status_text', 'summary_table', 'exit_code', 'interrupted_line', 'main']
+           'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator', 'scores_text', 'image_run_file',
+           'run_identity', 'run_protocol', 'run_image_method', 'image_run_dir', 'run_image_methods', 'runs_of',
+           'final_scores', 'diverged', 'shown_seed', 'mean_sd', 'tile', 'write_experiment_manifest', 'write_table',
+           'profile_choice', 'precision_text', 'protocol_lines', 'protocol_text', 'without_flagged_cells',
+           'experiment_figures', 'kernel_manager_logging_to', 'echoing', 'run_experiment', 'Interrupted',
+           'check_data_root', 'reproduce', 'status_text', 'summary_table', 'exit_code', 'interrupted_line', 'main']
 
 # %% ../nbs/07_reproduce.ipynb #c002
 import argparse, contextlib, json, os, platform, signal, subprocess, sys, textwrap, threading, time, warnings
@@ -363,9 +363,10 @@ def trained_on(runs):
     """What trained `runs` (manifests, merged or not; None: none yet), for a table's protocol line: how many training
     runs on which machines (`tally`), and their training time in core-hours (CPU time where a run recorded it, else
     wall-clock). The machine that draws a table may not be the one that trained its runs."""
-    machines = [h for r in runs if r for h in run_hardware(r)]
+    runs = [r for r in runs if r]
+    machines = [h for r in runs for h in run_hardware(r)]
     if not machines: return 'no run finished yet'
-    hours = sum(r['cpu_seconds'] if r.get('cpu_seconds') is not None else r['train_seconds'] for r in runs if r)/3600
+    hours = sum(r['cpu_seconds'] if r.get('cpu_seconds') is not None else r['train_seconds'] for r in runs)/3600
     return f"{len(machines)} run{'s' if len(machines) != 1 else ''} on {tally(machines)}, {hours:.1f} core-hours of training"
 
 def _sum_known(values):
@@ -668,6 +669,10 @@ class ImageEvaluator:
         return {**out, '_samples': fake[:16]}
 
 # %% ../nbs/07_reproduce.ipynb #c025
+def scores_text(final):
+    "An image run's final scores in one line: 'psnr 19.3, ssim 0.81, ...' (the float ones)."
+    return ', '.join(f'{k} {v:.4g}' for k, v in final.items() if isinstance(v, float))
+
 def _save_npz(path, arrays):
     "np.savez_compressed, atomically."
     tmp = path.with_name(path.name + '.tmp.npz'); np.savez_compressed(tmp, **arrays); os.replace(tmp, path)
@@ -763,7 +768,7 @@ def _train_image_run(method, key, run_dir, seed, loss_options, data_root, device
     manifest = dict(status='done', **common, precision=trainer.precision, final=final, evals=history['evals'], logs=history['logs'],
                     **trainer.timing(), finished=time.strftime('%Y-%m-%d %H:%M:%S'))
     write_json(stem.with_suffix('.json'), manifest)
-    announce(f"{where}: done in {trainer.train_seconds:,.0f} s: " + ', '.join(f'{k} {v:.4g}' for k, v in final.items() if isinstance(v, float)))
+    announce(f'{where}: done in {trainer.train_seconds:,.0f} s: {scores_text(final)}')
     return manifest
 
 # %% ../nbs/07_reproduce.ipynb #c029
@@ -791,8 +796,8 @@ def run_image_methods(methods, keys, profile, out_dir, data_root=None, device='c
                 try: m = run_image_method(method, key, profile, image_run_dir(out_dir, profile), seed, tag, options, data_root, device, fid_weights)
                 except DatasetNotFoundError as e: skipped[key] = str(e); break
                 runs[key, tag, seed] = m
-                scores = ', '.join(f'{k} {v:.4g}' for k, v in m['final'].items() if isinstance(v, float))
-                print(f"{key:10s} {tag:24s} seed {seed}: {m['status']:8s} {m['train_seconds']:7.1f} s training ({time.time()-t0:.0f} s now)  {scores}", flush=True)
+                print(f"{key:10s} {tag:24s} seed {seed}: {m['status']:8s} {m['train_seconds']:7.1f} s training ({time.time()-t0:.0f} s now)  "
+                      f"{scores_text(m['final'])}", flush=True)
             if key in skipped: print(f'{key}: skipped. {skipped[key]}'); break
     return runs, skipped
 
