@@ -8,17 +8,18 @@ __all__ = ['PROFILES', 'EXPERIMENTS', 'PROGRESS_MARK', 'TOY_CONFIGS', 'RECOMMEND
            'TOY_FINAL_KEYS', 'STACK_BY', 'CELEBA_FOLDERS', 'FLOWERS_FOLDERS', 'IMAGE_SETS', 'SET_NAMES',
            'IMAGE_PROFILES', 'WGAN_LR', 'PROTOCOL_KEYS', 'IMAGE_VARIANTS', 'PROFILE_HELP', 'EXIT_CODES', 'Experiment',
            'git_revision', 'launch_revision', 'hardware', 'write_json', 'DamagedRecordWarning', 'report', 'announce',
-           'read_json', 'toy_method', 'betas_config', 'config_betas', 'seed_labels', 'toy_members', 'RunClaimed',
-           'claim_run', 'holding', 'claim_or_wait', 'saved_settings_with_defaults', 'toy_loss', 'toy_run_key',
-           'toy_trainer', 'run_toy_method', 'toy_outcome', 'tally', 'run_hardware', 'trained_on', 'merge_toy_runs',
-           'seed_list', 'member_status', 'seed_values', 'seed_diverged', 'toy_samples', 'shared_toy_run',
-           'train_toy_method', 'count_finished', 'ImageSet', 'set_name', 'load_image_set', 'image_model',
-           'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator', 'scores_text', 'image_run_file',
-           'run_identity', 'run_protocol', 'run_image_method', 'image_run_dir', 'run_image_methods', 'runs_of',
-           'final_scores', 'diverged', 'shown_seed', 'mean_sd', 'tile', 'write_experiment_manifest', 'write_table',
-           'profile_choice', 'precision_text', 'protocol_lines', 'protocol_text', 'without_flagged_cells',
-           'experiment_figures', 'kernel_manager_logging_to', 'echoing', 'run_experiment', 'Interrupted',
-           'check_data_root', 'reproduce', 'status_text', 'summary_table', 'exit_code', 'interrupted_line', 'main']
+           'starting_from', 'read_json', 'toy_method', 'betas_config', 'config_betas', 'seed_labels', 'toy_members',
+           'RunClaimed', 'claim_run', 'holding', 'claim_or_wait', 'saved_settings_with_defaults', 'toy_loss',
+           'toy_run_key', 'toy_trainer', 'run_toy_method', 'toy_outcome', 'tally', 'run_hardware', 'trained_on',
+           'merge_toy_runs', 'seed_list', 'member_status', 'seed_values', 'seed_diverged', 'toy_samples',
+           'shared_toy_run', 'train_toy_method', 'count_finished', 'ImageSet', 'set_name', 'load_image_set',
+           'image_model', 'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator', 'scores_text',
+           'image_run_file', 'run_identity', 'run_protocol', 'run_image_method', 'image_run_dir', 'run_image_methods',
+           'runs_of', 'final_scores', 'diverged', 'shown_seed', 'mean_sd', 'tile', 'write_experiment_manifest',
+           'write_table', 'profile_choice', 'precision_text', 'protocol_lines', 'protocol_text',
+           'without_flagged_cells', 'experiment_figures', 'kernel_manager_logging_to', 'echoing', 'run_experiment',
+           'Interrupted', 'check_data_root', 'reproduce', 'status_text', 'summary_table', 'exit_code',
+           'interrupted_line', 'main']
 
 # %% ../nbs/07_reproduce.ipynb #c002
 import argparse, contextlib, json, os, platform, signal, subprocess, sys, textwrap, threading, time, warnings
@@ -112,6 +113,10 @@ def announce(message):
     line = f"{time.strftime('%H:%M')} {message}"
     print(line, flush=True)
     if _in_kernel(): print(f'{PROGRESS_MARK} {line}', file=sys.__stderr__, flush=True)
+
+def starting_from(checkpoint):
+    "How a run's training starts, for its news line: 'resuming from its checkpoint' if `checkpoint` exists, else 'from scratch'."
+    return 'resuming from its checkpoint' if Path(checkpoint).exists() else 'from scratch'
 
 def read_json(path):
     "The JSON in `path`; None if it is missing. A damaged file is reported (file, reason), renamed to <name>.damaged, and None returned."
@@ -322,7 +327,7 @@ def _train_toy_run(dataset, members, cfg, batch_size, run_dir, name, settings, l
                           evaluate=lambda m: toy_metrics(m, dataset, seed=1))
     model, where, n = trainer.model, f'{Path(run_dir).name}/{name}', len(members)
     announce(f"{where}: training {n} member{'s' if n > 1 else ''} of {settings['method']} on {dataset}, "
-             + ('resuming from its checkpoint' if trainer.checkpoint.exists() else 'from scratch') + f', {cfg.iterations:,} iterations')
+             + f'{starting_from(trainer.checkpoint)}, {cfg.iterations:,} iterations')
     try:
         history, status, extra = trainer.fit(), 'done', {}
         final = toy_metrics(model, dataset, seed=2)
@@ -749,7 +754,7 @@ def _train_image_run(method, key, run_dir, seed, loss_options, data_root, device
                   fid=None if evaluator.no_fid is None else f'not computed: {evaluator.no_fid}', floor=evaluator.floor,
                   hardware=hardware(), git=revision)
     where = f'{stem.parent.parent.name}/{key}/{stem.name}'
-    announce(f'{where}: training {method} on {key}, seed {seed}, ' + ('resuming from its checkpoint' if trainer.checkpoint.exists() else 'from scratch')
+    announce(f'{where}: training {method} on {key}, seed {seed}, {starting_from(trainer.checkpoint)}'
              + f", {P['epochs']} epochs of {per_epoch:,} iterations")
     if not trainer.checkpoint.exists():                   # the untrained model: where every curve starts
         trainer.history['evals'].append({'it': 0, 'seconds': 0.0, **evaluate(model)})
