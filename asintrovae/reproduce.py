@@ -327,7 +327,7 @@ def _train_toy_run(dataset, members, cfg, batch_size, run_dir, name, settings, l
                           evaluate=lambda m: toy_metrics(m, dataset, seed=1))
     model, where, n = trainer.model, f'{Path(run_dir).name}/{name}', len(members)
     announce(f"{where}: training {n} member{'s' if n > 1 else ''} of {settings['method']} on {dataset}, "
-             + f'{starting_from(trainer.checkpoint)}, {cfg.iterations:,} iterations')
+             f'{starting_from(trainer.checkpoint)}, {cfg.iterations:,} iterations')
     try:
         history, status, extra = trainer.fit(), 'done', {}
         final = toy_metrics(model, dataset, seed=2)
@@ -754,8 +754,8 @@ def _train_image_run(method, key, run_dir, seed, loss_options, data_root, device
                   fid=None if evaluator.no_fid is None else f'not computed: {evaluator.no_fid}', floor=evaluator.floor,
                   hardware=hardware(), git=revision)
     where = f'{stem.parent.parent.name}/{key}/{stem.name}'
-    announce(f'{where}: training {method} on {key}, seed {seed}, {starting_from(trainer.checkpoint)}'
-             + f", {P['epochs']} epochs of {per_epoch:,} iterations")
+    announce(f'{where}: training {method} on {key}, seed {seed}, {starting_from(trainer.checkpoint)}, '
+             f"{P['epochs']} epochs of {per_epoch:,} iterations")
     if not trainer.checkpoint.exists():                   # the untrained model: where every curve starts
         trainer.history['evals'].append({'it': 0, 'seconds': 0.0, **evaluate(model)})
     try: history = trainer.fit()
