@@ -10,8 +10,8 @@ __all__ = ['PROFILES', 'EXPERIMENTS', 'PROGRESS_MARK', 'TOY_CONFIGS', 'RECOMMEND
            'git_revision', 'launch_revision', 'hardware', 'write_json', 'DamagedRecordWarning', 'report', 'announce',
            'starting_from', 'read_json', 'toy_method', 'betas_config', 'config_betas', 'seed_labels', 'toy_members',
            'RunClaimed', 'claim_run', 'holding', 'claim_or_wait', 'saved_settings_with_defaults', 'toy_loss',
-           'toy_run_key', 'toy_trainer', 'run_toy_method', 'toy_outcome', 'tally', 'run_hardware', 'trained_on',
-           'merge_toy_runs', 'seed_list', 'member_status', 'seed_values', 'seed_diverged', 'toy_samples',
+           'toy_run_key', 'toy_trainer', 'run_toy_method', 'toy_outcome', 'tally', 'run_hardware', 'core_seconds',
+           'trained_on', 'merge_toy_runs', 'seed_list', 'member_status', 'seed_values', 'seed_diverged', 'toy_samples',
            'shared_toy_run', 'train_toy_method', 'count_finished', 'ImageSet', 'set_name', 'load_image_set',
            'image_model', 'image_protocol', 'dataset_classifier', 'eval_mode', 'ImageEvaluator', 'scores_text',
            'image_run_file', 'run_identity', 'run_protocol', 'run_image_method', 'image_run_dir', 'run_image_methods',
@@ -364,6 +364,10 @@ def run_hardware(run):
     h = run.get('hardware', 'not recorded')
     return list(h) if isinstance(h, list) else [h]
 
+def core_seconds(run):
+    "A run's training time in core-seconds: its CPU seconds where it recorded them, else its wall-clock seconds."
+    return run['cpu_seconds'] if run.get('cpu_seconds') is not None else run['train_seconds']
+
 def trained_on(runs):
     """What trained `runs` (manifests, merged or not; None: none yet), for a table's protocol line: how many training
     runs on which machines (`tally`), and their training time in core-hours (CPU time where a run recorded it, else
@@ -371,7 +375,7 @@ def trained_on(runs):
     runs = [r for r in runs if r]
     machines = [h for r in runs for h in run_hardware(r)]
     if not machines: return 'no run finished yet'
-    hours = sum(r['cpu_seconds'] if r.get('cpu_seconds') is not None else r['train_seconds'] for r in runs)/3600
+    hours = sum(core_seconds(r) for r in runs)/3600
     return f"{len(machines)} run{'s' if len(machines) != 1 else ''} on {tally(machines)}, {hours:.1f} core-hours of training"
 
 def _sum_known(values):
