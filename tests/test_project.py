@@ -1,6 +1,6 @@
 """Project-level checks: the library is in sync with the notebooks, notebooks are clean, README matches index.ipynb,
 the settings are the nbdev 2 ones we rely on, and the slow/gpu flags really skip cells."""
-import filecmp, json, os, shutil, subprocess, sys
+import filecmp, json, math, os, re, shutil, subprocess, sys
 from pathlib import Path
 
 import nbformat
@@ -76,6 +76,26 @@ def test_import_costs_at_most_half_a_second_more_than_torch():
 def test_readme_in_sync_with_index():
     r = _run([sys.executable, str(ROOT/'tools'/'build_readme.py'), '--check'], ROOT)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_robustness_budget_is_stated_alike_everywhere():
+    """The robustness map's cost (an estimate on a CPU with AVX-512 and one from the grid's own runs with AVX2 only) is
+    the one toy_robustness's profile table states and checks against the manifests: the README's commands and its
+    Robustness section, and `asintrovae-reproduce --help`, quote the same core-hours and the hours as two processes."""
+    nb = nbformat.read(ROOT/'nbs'/'experiments'/'toy_robustness.ipynb', as_version=4)
+    row = next(line for c in nb.cells if c.cell_type == 'markdown' for line in c.source.splitlines()
+               if line.startswith('| laptop |'))
+    avx512 = int(re.search(r'about (\d+) core-hours on a CPU with AVX-512', row)[1])
+    avx2 = int(re.search(r'about (\d+) on a 2-core CPU with AVX2 only', row)[1])
+    readme = ' '.join((ROOT/'README.md').read_text().split())
+    for phrase in (f'{avx512} for the robustness map', f'{avx2} core-hours for the robustness map',
+                   f'whole profile is about {avx2} core-hours, against {avx512} estimated'):
+        assert phrase in readme, f'README lacks {phrase!r} (the numbers of toy_robustness\'s profile table)'
+    r = _run([sys.executable, '-c', 'from asintrovae.reproduce import PROFILE_HELP; print(PROFILE_HELP["laptop"])'], ROOT)
+    assert r.returncode == 0, r.stderr
+    for phrase in (f'about {math.ceil(avx512/2)} more ({avx512} core-hours)',
+                   f'({math.ceil(avx2/2)} hours, {avx2} core-hours, measured with AVX2 only)'):
+        assert phrase in r.stdout, f'--help lacks {phrase!r}'
 
 
 def test_readme_snippet_prints_as_a_script(tmp_path):
