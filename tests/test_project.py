@@ -87,6 +87,7 @@ def test_robustness_budget_is_stated_alike_everywhere():
                if line.startswith('| laptop |'))
     avx512 = int(re.search(r'about (\d+) core-hours on a CPU with AVX-512', row)[1])
     avx2 = int(re.search(r'about (\d+) on a 2-core CPU with AVX2 only', row)[1])
+    assert f'{math.ceil(avx512/2)} to {math.ceil(avx2/2)} hours as two 1-thread processes' in row, row
     readme = ' '.join((ROOT/'README.md').read_text().split())
     for phrase in (f'{avx512} for the robustness map', f'{avx2} core-hours for the robustness map',
                    f'whole profile is about {avx2} core-hours, against {avx512} estimated'):
