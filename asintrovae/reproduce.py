@@ -982,7 +982,7 @@ PROFILE_HELP = {
     'smoke': 'checks that every notebook runs end to end on tiny settings: a few minutes on a 2-core CPU, numbers not '
              'meaningful; figures and tables go to runs/smoke/figures (ignored by git)',
     'laptop': 'meaningful numbers on a 2-core CPU: about 18 hours on 2 cores for Table 1 from scratch at its converged '
-              'protocol (30,000 x 128, float32, one run per seed: 36 core-hours, two processes), about 37 more (73 core-hours) '
+              'protocol (30,000 x 128, float32, one run per seed: 36 core-hours, two processes), about 41 more (82 core-hours) '
               'for the robustness map (55 hours, 109 core-hours, measured with AVX2 only), about 30 core-hours for the image notebooks, all on a CPU with AVX-512, up to twice '
               'with AVX2 only (the MNIST study: 21 runs of 12 epochs on 60,000 '
               'images, in one process unless tools/mnist_convergence.py --study trains them in parts first); finished runs are kept and read back (minutes), so a '
